@@ -1,0 +1,117 @@
+"""HGI-SAM (head-wise gradient-infused self-attention maps) and its attention-only ancestor
+Swin-SAM, following DESIGN.md §2 (Rasoulian, Salari & Xiao, MELBA 2023 / MLCN 2022).
+
+Per block b of a used stage, with A = softmax(Z) and G = ∂y/∂Z of shape (B·nW, h, N, N):
+
+    w[n, h]  = ||G[n, h]||_F                        (HGI-SAM; 1 for Swin-SAM)
+    t[n, j]  = mean_i mean_h w[n, h] · A[n, h, i, j]
+
+Because t is linear in A, each block's A is reduced to its query mean (B·nW, h, N) the moment
+it is produced and G to its norms (B·nW, h): nothing of size N² outlives the forward/backward.
+The blocks of a stage are then processed together (window reverse and shift undo per group of
+equal shift, pair products and their mean as tensor ops).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+import xaiseg
+from xaiseg import Attribution, BlockInfo, attention_pass, minmax_normalize, upsample
+
+
+def _query_mean(probs: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
+    return probs.mean(dim=-2)  # (B·nW, h, N): mean over query rows i
+
+
+def _head_query_mean(probs: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
+    return probs.mean(dim=-2).mean(dim=1, keepdim=True)  # (B·nW, 1, N)
+
+
+def _frobenius(grads: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
+    return torch.linalg.vector_norm(grads, dim=(-2, -1))  # (B·nW, h)
+
+
+class HGISAM(Attribution):
+    """Head-wise gradient-infused self-attention maps of a Swin classifier (HGI-SAM)."""
+
+    name = "hgi-sam"
+    description = "Swin self-attention weighted per head by ||∂y/∂Z||_F, shifted-pair products over stages (HGI-SAM)"
+    architectures = ("swin",)
+    needs_gradients = True
+    default_stages: tuple[int, ...] = (0, 1, 2)
+
+    def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.stages = self.adapter.check_stages(self.default_stages if stages is None else stages)
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, brain_mask: torch.Tensor | None = None) -> torch.Tensor:
+        blocks = self.adapter.blocks(self.stages)
+        if self.needs_gradients:
+            run = attention_pass(self.adapter, inputs, blocks, target, gradients=True,
+                                 reduce_probs=_query_mean, reduce_grads=_frobenius)
+        else:
+            run = attention_pass(self.adapter, inputs, blocks, target, reduce_probs=_head_query_mean)
+        size = tuple(inputs.shape[-2:])
+        out: torch.Tensor | None = None
+        start = 0
+        for s in self.stages:  # a handful of stages; everything inside a stage is batched
+            stage_blocks = self.adapter.stages[s].blocks
+            end = start + len(stage_blocks)
+            probs = torch.stack([r.probs for r in run.records[start:end]])  # (K, B·nW, h, N)
+            if run.grads is not None:
+                w = torch.stack(run.grads[start:end])  # (K, B·nW, h)
+                t = (w.unsqueeze(-1) * probs).mean(dim=2)
+            else:
+                t = probs.mean(dim=2)
+            stage_map = minmax_normalize(self._stage_map(t, stage_blocks))
+            stage_map = upsample(stage_map, size)
+            out = stage_map if out is None else out * stage_map
+            start = end
+        assert out is not None
+        if brain_mask is not None:
+            out = out * _mask_like(brain_mask, out)
+        return minmax_normalize(out)
+
+    def _stage_map(self, t: torch.Tensor, blocks: Sequence[BlockInfo]) -> torch.Tensor:
+        """(K, B·nW, N) key saliencies of a stage's K blocks → (B, H, W) stage map."""
+        groups: dict[tuple, list[int]] = {}
+        for k, b in enumerate(blocks):
+            groups.setdefault((b.window, b.shift), []).append(k)
+        grids = [torch.empty(0)] * len(blocks)
+        for idx in groups.values():  # one call per distinct (window, shift): 1 or 2 per stage
+            g = self.adapter.windows_to_grid(t[idx], blocks[idx[0]])
+            for j, k in enumerate(idx):
+                grids[k] = g[j]
+        maps = torch.stack(grids)  # (K, B, H, W)
+        k = maps.shape[0]
+        pairs = maps[0 : k - 1 : 2] * maps[1:k:2]  # (regular, shifted) neighbours
+        if k % 2:
+            # An odd block count (never met by the reference models) keeps its last block alone.
+            pairs = torch.cat([pairs, maps[-1:]])
+        return pairs.mean(dim=0)
+
+
+class SwinSAM(HGISAM):
+    """Swin self-attention maps (attention only, plain head mean, all stages; Swin-SAM)."""
+
+    name = "swin-sam"
+    description = "Swin self-attention maps, plain head mean, shifted-pair products over all stages (Swin-SAM)"
+    needs_gradients = False
+    default_stages = (0, 1, 2, 3)
+
+    def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
+        if stages is None:
+            n = len(xaiseg.get_adapter(model).stages)
+            stages = tuple(range(n))
+        super().__init__(model, stages=stages, **options)
+
+
+def _mask_like(mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    m = torch.as_tensor(mask, device=maps.device).float()
+    if m.dim() == 2:
+        m = m.expand_as(maps)
+    if tuple(m.shape) != tuple(maps.shape):
+        raise ValueError(f"brain_mask must have shape {tuple(maps.shape)} or {tuple(maps.shape[1:])}, got {tuple(m.shape)}")
+    return m

@@ -1,0 +1,179 @@
+"""What an attribution method may ask of a model, independent of its architecture.
+
+A method never reaches into timm internals: it asks an adapter for the stages, blocks, token
+grids, windows and shifts, for a context that captures attention, and for the layout of any
+module's output. Swin is the first implementation; a ViT adapter (global attention, CLS token)
+implements the same interface with one window covering the whole grid and no shifts.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One attention block.
+
+    ``grid`` is the token grid (H, W) the block works on; ``window`` the (h, w) of its attention
+    windows (the whole grid for global attention); ``shift`` the cyclic shift the block applies
+    before partitioning (read from the block, never assumed); ``prefix_tokens`` counts tokens
+    that are not on the grid (a ViT's CLS token).
+    """
+
+    stage: int
+    index: int
+    name: str
+    module: nn.Module
+    attention: nn.Module
+    grid: tuple[int, int]
+    window: tuple[int, int]
+    shift: tuple[int, int]
+    num_heads: int
+    prefix_tokens: int = 0
+
+    @property
+    def padded_grid(self) -> tuple[int, int]:
+        """The grid after padding up to whole windows (timm pads bottom/right)."""
+        return tuple(-(-g // w) * w for g, w in zip(self.grid, self.window))  # type: ignore[return-value]
+
+    @property
+    def num_windows(self) -> int:
+        ph, pw = self.padded_grid
+        return (ph // self.window[0]) * (pw // self.window[1])
+
+    @property
+    def window_tokens(self) -> int:
+        return self.window[0] * self.window[1] + self.prefix_tokens
+
+    @property
+    def shifted(self) -> bool:
+        return any(s != 0 for s in self.shift)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """A run of blocks on one token grid; ``merges_input`` says whether a 2×2 patch merging
+    precedes it (so its grid is the previous one halved)."""
+
+    index: int
+    grid: tuple[int, int]
+    dim: int
+    blocks: tuple[BlockInfo, ...] = field(default_factory=tuple)
+    merges_input: bool = False
+
+
+@dataclass
+class AttentionRecord:
+    """What a capture keeps of one block's forward: the reduced attention probabilities (the
+    output of ``reduce_probs``, or A itself) and, if asked, the softmax input Z still attached
+    to the autograd graph."""
+
+    block: BlockInfo
+    probs: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+class ModelAdapter(abc.ABC):
+    """Architecture-specific knowledge behind a small, uniform interface."""
+
+    architecture: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    # ----------------------------------------------------------------- discovery
+    @classmethod
+    @abc.abstractmethod
+    def supports(cls, model: nn.Module) -> bool:
+        """Whether this adapter understands ``model``."""
+
+    @property
+    @abc.abstractmethod
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) of the images the model was built for."""
+
+    @property
+    @abc.abstractmethod
+    def in_chans(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def num_classes(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def stages(self) -> tuple[StageInfo, ...]: ...
+
+    @property
+    @abc.abstractmethod
+    def default_cam_layer(self) -> str:
+        """Module path whose output Grad-CAM uses by default."""
+
+    def blocks(self, stages: Sequence[int] | None = None) -> list[BlockInfo]:
+        """Blocks of the given stages (all if None), in forward order."""
+        chosen = range(len(self.stages)) if stages is None else self.check_stages(stages)
+        return [b for s in chosen for b in self.stages[s].blocks]
+
+    def check_stages(self, stages: Sequence[int]) -> list[int]:
+        n = len(self.stages)
+        out = sorted({int(s) for s in stages})
+        if not out or out[0] < 0 or out[-1] >= n:
+            raise ValueError(f"stages must be a non-empty subset of 0..{n - 1}, got {list(stages)}")
+        return out
+
+    def module(self, path: str) -> nn.Module:
+        """The sub-module at a dotted path such as ``layers.3.blocks.1.norm1`` (negative
+        indices allowed: ``layers.-1.blocks.-1.norm1``)."""
+        mod: nn.Module = self.model
+        for part in path.split("."):
+            try:
+                if part.lstrip("-").isdigit():
+                    mod = mod[int(part)]  # type: ignore[index]
+                else:
+                    mod = getattr(mod, part)
+            except (AttributeError, IndexError, TypeError, KeyError):
+                raise ValueError(f"model has no module {path!r} (failed at {part!r})") from None
+        return mod
+
+    # ----------------------------------------------------------------- attention
+    @abc.abstractmethod
+    def capture(
+        self,
+        blocks: Sequence[BlockInfo],
+        *,
+        keep_scores: bool = False,
+        reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None = None,
+    ) -> "AttentionCapture":
+        """A context manager recording, for each block, softmax(Z) (reduced by ``reduce_probs``
+        as soon as it is produced, to save memory) and, with ``keep_scores``, Z itself."""
+
+    @abc.abstractmethod
+    def windows_to_grid(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
+        """Per-token values in the block's window layout, shape (..., B·nW, N), to the token
+        grid in the image frame, shape (..., B, H, W): windows reversed, padding cropped and
+        the block's cyclic shift undone. Leading dimensions are kept (stack blocks that share
+        window and shift to do them in one call)."""
+
+    @abc.abstractmethod
+    def to_nchw(self, output: torch.Tensor, module_path: str) -> torch.Tensor:
+        """A module's output as an (N, C, H, W) feature map on its token grid."""
+
+
+class AttentionCapture(abc.ABC):
+    """Hooks that are always removed and model flags that are always restored on exit."""
+
+    records: list[AttentionRecord]
+
+    @abc.abstractmethod
+    def __enter__(self) -> "AttentionCapture": ...
+
+    @abc.abstractmethod
+    def __exit__(self, *exc: object) -> None: ...
+
+    def __iter__(self) -> Iterator[AttentionRecord]:
+        return iter(self.records)

@@ -1,0 +1,75 @@
+"""One forward pass that records attention, optionally followed by ∂y/∂Z for the scores Z.
+
+This is the whole cost of an attention-based explanation: a forward, and (for gradient-weighted
+methods) one backward that computes only activation gradients — ``torch.autograd.grad`` with the
+captured scores as inputs, so no parameter gradient is formed and no ``.grad`` is left behind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .adapters import AttentionRecord, BlockInfo, ModelAdapter
+from .targets import select_logits
+
+Reducer = Callable[[torch.Tensor, BlockInfo], torch.Tensor]
+
+
+@dataclass
+class AttentionPass:
+    logits: torch.Tensor
+    target: torch.Tensor
+    records: list[AttentionRecord]
+    grads: list[torch.Tensor] | None = None
+
+
+def attention_pass(
+    adapter: ModelAdapter,
+    inputs: torch.Tensor,
+    blocks: Sequence[BlockInfo],
+    target: torch.Tensor | None,
+    *,
+    gradients: bool = False,
+    reduce_probs: Reducer | None = None,
+    reduce_grads: Reducer | None = None,
+) -> AttentionPass:
+    """Run ``adapter.model`` once on ``inputs`` recording attention of ``blocks``.
+
+    With ``gradients``, also returns ∂y/∂Z per block (reduced by ``reduce_grads`` as soon as the
+    backward returns, so only the reduced form outlives this call), where y is the target logit
+    of each image. Works under an outer ``torch.no_grad()`` and in eval mode; the model's
+    parameters keep their ``requires_grad`` and end with no ``.grad``.
+    """
+    model = adapter.model
+    if not gradients:
+        with torch.no_grad(), adapter.capture(blocks, reduce_probs=reduce_probs) as cap:
+            logits = model(inputs)
+        _, tgt = select_logits(logits, target)
+        return AttentionPass(logits.detach(), tgt, cap.records)
+
+    with torch.enable_grad(), adapter.capture(blocks, keep_scores=True, reduce_probs=reduce_probs) as cap:
+        # A leaf that requires grad guarantees a graph even when every parameter is frozen; only
+        # the paths to the captured scores are differentiated, never to it or to parameters.
+        x = inputs.detach().requires_grad_(True)
+        logits = model(x)
+        y, tgt = select_logits(logits, target)
+        records = cap.records
+        if len(records) != len(blocks):
+            raise RuntimeError(
+                f"captured {len(records)} attention maps for {len(blocks)} blocks; is the model "
+                "running its blocks more than once (gradient checkpointing) or skipping some?"
+            )
+        scores = [r.scores for r in records]
+        for r in records:
+            r.scores = None
+        raw = torch.autograd.grad(y.sum(), scores, allow_unused=True)
+        del scores, y
+        grads: list[torch.Tensor] = []
+        for r, g in zip(records, raw):
+            if g is None:  # the block does not reach the logit (cannot happen in a plain Swin)
+                g = torch.zeros_like(r.probs) if reduce_grads is None else None
+            grads.append(g if reduce_grads is None or g is None else reduce_grads(g, r.block))
+        del raw
+    return AttentionPass(logits.detach(), tgt, records, grads)

@@ -1,0 +1,63 @@
+"""The base class every attribution method derives from (captum-like call)."""
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .adapters import ModelAdapter, get_adapter
+from .targets import normalize_target
+
+
+class Attribution(abc.ABC):
+    """``Method(model, **options).attribute(inputs, target=None, **kw) -> (B, H, W)``.
+
+    ``model`` is a plain classifier (e.g. a timm Swin); the method wraps it in the matching
+    adapter. ``inputs`` is a float (B, C, H, W) batch; the result is float32 in [0, 1], on the
+    inputs' device, one map per image at the input's spatial size. ``target`` is a class index,
+    a (B,) tensor of indices, or None for the predicted class (logit 0 for a 1-logit model).
+
+    Subclasses set the class metadata and implement :meth:`_attribute`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    architectures: ClassVar[tuple[str, ...]] = ("swin",)
+    needs_gradients: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module | ModelAdapter, **options: Any) -> None:
+        self.adapter = get_adapter(model)
+        self.model = self.adapter.model
+        if self.architectures and self.adapter.architecture not in self.architectures:
+            raise TypeError(
+                f"method {self.name or type(self).__name__!r} supports {', '.join(self.architectures)} "
+                f"models, not {self.adapter.architecture}"
+            )
+        self.options = options
+
+    def attribute(self, inputs: torch.Tensor, target: int | torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ValueError(f"inputs must be a float tensor of shape (B, C, H, W), got {shape}")
+        if inputs.shape[0] == 0:
+            raise ValueError("inputs is an empty batch")
+        tgt = normalize_target(target, inputs.shape[0], inputs.device)
+        maps = self._attribute(inputs, tgt, **kwargs)
+        expected = (inputs.shape[0], *inputs.shape[-2:])
+        if tuple(maps.shape) != expected:
+            raise RuntimeError(f"{type(self).__name__} returned maps of shape {tuple(maps.shape)}, expected {expected}")
+        maps = torch.nan_to_num(maps.detach().to(device=inputs.device, dtype=torch.float32), nan=0.0)
+        return maps.clamp_(0.0, 1.0)
+
+    __call__ = attribute
+
+    @abc.abstractmethod
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, **kwargs: Any) -> torch.Tensor:
+        """Maps (B, H, W) for ``inputs``; ``target`` is None or a (B,) long tensor."""
+
+    @classmethod
+    def variants(cls) -> list[str]:
+        """Names usable as ``<registered name>:<variant>`` (families such as captum's)."""
+        return []

@@ -1,0 +1,35 @@
+"""Small, exact operations on attribution maps shared by every method."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def minmax_normalize(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-image min–max scaling of (B, ...) maps to [0, 1].
+
+    Each image is scaled on its own (the reference code used the batch's min and max, which is
+    only right for batch size 1). A constant map, or one with no finite value, becomes all zeros:
+    it carries no localisation, and NaN must never reach a threshold.
+    """
+    flat = torch.nan_to_num(maps.reshape(maps.shape[0], -1).float(), nan=0.0, posinf=0.0, neginf=0.0)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    ok = span > eps * torch.clamp(hi.abs(), min=1.0)
+    out = torch.where(ok, (flat - lo) / torch.where(ok, span, torch.ones_like(span)), torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of (B, h, w) maps to (B, H, W)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def input_attribution_to_map(attr: torch.Tensor) -> torch.Tensor:
+    """Input-space attributions (B, C, H, W) → maps (B, H, W): absolute value summed over
+    channels, then per-image min–max. The absolute value keeps evidence for and against the
+    class alike, which is what a localisation needs."""
+    return minmax_normalize(attr.detach().abs().sum(dim=1))
