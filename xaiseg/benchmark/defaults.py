@@ -1,0 +1,77 @@
+"""The embedded default of ``xaiseg benchmark`` with no arguments: the built-in phantom,
+generated once into a cache folder, and the shipped classifier."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import CheckpointError, DataError
+
+# Sized so that the default benchmark (7 methods) stays well under 5 minutes on 2 CPU cores
+# with the shipped model; see docs/benchmark.md for the measured times.
+DEFAULT_PHANTOM: dict = {"subjects": 10, "slices_per_subject": 12, "size": 256, "prevalence": 0.8, "seed": 0}
+
+
+def cache_root() -> Path:
+    """``$XAISEG_CACHE``, else ``$XDG_CACHE_HOME/xaiseg``, else ``~/.cache/xaiseg``."""
+    if os.environ.get("XAISEG_CACHE"):
+        return Path(os.environ["XAISEG_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "xaiseg"
+
+
+def phantom_dir(params: dict | None = None) -> Path:
+    params = dict(DEFAULT_PHANTOM if params is None else params)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_root() / f"phantom-{key}"
+
+
+def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
+    """The cached default phantom, generated on first use (into a temporary folder renamed into
+    place, so an interrupted generation never leaves a half-written cache)."""
+    params = dict(DEFAULT_PHANTOM if params is None else params)
+    target = phantom_dir(params)
+    if (target / ".complete").exists():
+        return target
+    from ..data.phantom import write_phantom
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        if progress:
+            print(f"generating the benchmark phantom once into {target} ...", flush=True)
+        write_phantom(tmp, **params)
+        (tmp / ".complete").write_text(json.dumps(params, sort_keys=True) + "\n")
+        if target.exists():  # a stale, incomplete folder from an interrupted earlier attempt
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_data(data: str | Path | None, layout: str, progress: bool = True) -> tuple[Path, str]:
+    if data is None:
+        return default_phantom(progress=progress), "physionet"
+    p = Path(data).expanduser()
+    if not p.exists():
+        raise DataError(f"data path {p} does not exist")
+    return p, layout
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    if checkpoint is None:
+        try:
+            from ..training import default_checkpoint
+        except ImportError as exc:
+            raise CheckpointError(f"no default checkpoint is available ({exc}); pass --checkpoint DIR") from None
+        return Path(default_checkpoint())
+    p = Path(checkpoint).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    return p

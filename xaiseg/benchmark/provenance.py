@@ -1,0 +1,68 @@
+"""What run.json records so a number in a paper can be traced: package versions, a data
+fingerprint, the checkpoint's hash."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+PACKAGES = ("xaiseg", "torch", "timm", "captum", "grad-cam", "numpy", "scipy", "scikit-image", "nibabel")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_hash(directory: Path) -> str:
+    """sha256 over the checkpoint folder's files (names and contents), in name order."""
+    directory = Path(directory)
+    h = hashlib.sha256()
+    files = [directory] if directory.is_file() else sorted(p for p in directory.rglob("*") if p.is_file())
+    for p in files:
+        h.update(str(p.relative_to(directory) if p != directory else p.name).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(records: Iterable[Any], root: Path | None) -> str:
+    """sha256 over the per-slice records (subject, slice, labels) and the data folder's file
+    names and sizes — cheap (no pixel reads) yet changes when the data does."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(_jsonable(r), sort_keys=True, default=str).encode())
+    if root is not None and Path(root).is_dir():
+        for p in sorted(Path(root).rglob("*")):
+            if p.is_file():
+                h.update(f"{p.relative_to(root)}:{p.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def _jsonable(r: Any) -> Any:
+    if isinstance(r, dict):
+        return {k: _jsonable(v) for k, v in r.items()}
+    if hasattr(r, "_asdict"):
+        return _jsonable(r._asdict())
+    if hasattr(r, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(r, k)) for k in r.__dataclass_fields__}
+    if hasattr(r, "tolist"):
+        return r.tolist()
+    if isinstance(r, (list, tuple)):
+        return [_jsonable(v) for v in r]
+    return r

@@ -1,0 +1,180 @@
+"""Aggregate per-slice rows into the summary (pandas-free dicts), write summary.csv / .json and
+the breakdown tables, and format the terminal table."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.constants import SUBTYPES
+from ..metrics import Metric, detection_metrics
+from .store import fmt
+
+
+def stats(values: Sequence[float]) -> dict[str, float | int]:
+    """mean, sample std (ddof 1), sem = std/√n over the defined (non-NaN) values; n counts them
+    and n_undefined the NaNs left out (e.g. HD95 of an empty prediction)."""
+    v = np.asarray([x for x in values], dtype=np.float64)
+    ok = v[~np.isnan(v)]
+    n = int(ok.size)
+    mean = float(ok.mean()) if n else float("nan")
+    std = float(ok.std(ddof=1)) if n > 1 else float("nan")
+    sem = std / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "sem": sem, "n": n, "n_undefined": int(v.size - n)}
+
+
+def _f(row: dict, key: str) -> float:
+    v = row.get(key, "")
+    return float(v) if v not in ("", None) else float("nan")
+
+
+def summarize(
+    rows: list[dict[str, str]],
+    methods: Sequence[str],
+    metrics: Sequence[Metric],
+    thresholds: dict[str, list[dict]],
+    wall_time: dict[str, float],
+) -> dict[str, Any]:
+    """The whole summary: per method (overall, per subtype, per subject), detection, ranking."""
+    names = [m.name for m in metrics]
+    out: dict[str, Any] = {"methods": {}, "metrics": names}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        pos = [r for r in mine if r["role"] == "positive"]
+        neg = [r for r in mine if r["role"] == "negative"]
+        entry: dict[str, Any] = {
+            "n_positive": len(pos),
+            "n_negative": len(neg),
+            "n_unmasked_positive": sum(r["role"] == "unmasked" for r in mine),
+            "metrics": {k: stats([_f(r, k) for r in pos]) for k in names},
+            "empty_prediction_rate": stats([float(_f(r, "pred_area_px") == 0) for r in pos])["mean"],
+            "negative_pred_area_px": stats([_f(r, "pred_area_px") for r in neg]),
+            "negative_pred_area_mm2": stats([_f(r, "pred_area_mm2") for r in neg]),
+            "thresholds": thresholds.get(method, []),
+            "wall_time_s": wall_time.get(method, float("nan")),
+        }
+        entry["per_subtype"] = {
+            st: {k: stats([_f(r, k) for r in pos if r.get(st) == "1"]) for k in names}
+            for st in SUBTYPES
+            if any(r.get(st) == "1" for r in pos)
+        }
+        subjects = sorted({r["subject"] for r in pos})
+        entry["per_subject"] = {s: {k: stats([_f(r, k) for r in pos if r["subject"] == s]) for k in names} for s in subjects}
+        out["methods"][method] = entry
+    # detection: one row per slice (the probability does not depend on the method)
+    first = [r for r in rows if r["method"] == methods[0]]
+    out["detection"] = detection_metrics(
+        np.array([int(r["any"]) for r in first]), np.array([float(r["prob"]) for r in first])
+    ) if first else {}
+    key = lambda m: (-np.nan_to_num(out["methods"][m]["metrics"].get("dice", {}).get("mean", np.nan), nan=-1.0), m)
+    out["ranking"] = sorted(methods, key=key)
+    return out
+
+
+def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> dict[str, Path]:
+    """summary.json (everything), summary.csv (one row per method), summary_by_subtype.csv and
+    summary_by_subject.csv (one row per method × group)."""
+    out = Path(out)
+    paths = {"summary_json": out / "summary.json", "summary_csv": out / "summary.csv",
+             "summary_by_subtype_csv": out / "summary_by_subtype.csv",
+             "summary_by_subject_csv": out / "summary_by_subject.csv"}
+    paths["summary_json"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    names = summary["metrics"]
+    det = summary.get("detection", {})
+    det_keys = ["auc", "accuracy", "sensitivity", "specificity", "f1"]
+    cols = ["rank", "method", "threshold", "fold_thresholds", "n_positive", "n_negative"]
+    for k in names:
+        cols += [f"{k}_mean", f"{k}_std", f"{k}_sem", f"{k}_n"]
+    cols += ["empty_prediction_rate", "negative_pred_area_px_mean", "negative_pred_area_mm2_mean", "wall_time_s"]
+    cols += [f"detection_{k}" for k in det_keys]
+    rows = []
+    for rank, method in enumerate(summary["ranking"], 1):
+        e = summary["methods"][method]
+        row: dict[str, Any] = {
+            "rank": rank, "method": method, "threshold": threshold_spec,
+            "fold_thresholds": ";".join(fmt(t["threshold"]) for t in e["thresholds"]),
+            "n_positive": e["n_positive"], "n_negative": e["n_negative"],
+            "empty_prediction_rate": e["empty_prediction_rate"],
+            "negative_pred_area_px_mean": e["negative_pred_area_px"]["mean"],
+            "negative_pred_area_mm2_mean": e["negative_pred_area_mm2"]["mean"],
+            "wall_time_s": e["wall_time_s"],
+        }
+        for k in names:
+            for s in ("mean", "std", "sem", "n"):
+                row[f"{k}_{s}"] = e["metrics"][k][s]
+        for k in det_keys:
+            row[f"detection_{k}"] = det.get(k)
+        rows.append(row)
+    _write_csv(paths["summary_csv"], cols, rows)
+    for group, path in (("per_subtype", "summary_by_subtype_csv"), ("per_subject", "summary_by_subject_csv")):
+        label = "subtype" if group == "per_subtype" else "subject"
+        gcols = ["method", label] + [f"{k}_{s}" for k in names for s in ("mean", "std", "sem", "n")]
+        grows = []
+        for method in summary["ranking"]:
+            for g, per in summary["methods"][method][group].items():
+                r = {"method": method, label: g}
+                for k in names:
+                    for s in ("mean", "std", "sem", "n"):
+                        r[f"{k}_{s}"] = per[k][s]
+                grows.append(r)
+        _write_csv(paths[path], gcols, grows)
+    return paths
+
+
+def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows([{k: fmt(r.get(k)) for k in cols} for r in rows])
+
+
+def _clean(x: Any) -> Any:
+    """JSON without NaN (not valid JSON): NaN → null."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The terminal table, best Dice first."""
+    def pm(s: dict) -> str:
+        return "—" if s["n"] == 0 or math.isnan(s["mean"]) else (
+            f"{s['mean']:.3f} ± {s['std']:.3f}" if not math.isnan(s["std"]) else f"{s['mean']:.3f}")
+
+    head = ("method", "Dice", "IoU", "HD95 mm", "AUROC", "pointing", "thr")
+    lines = [head]
+    for m in summary["ranking"]:
+        e = summary["methods"][m]
+        mt = e["metrics"]
+        thr = ",".join(f"{t['threshold']:.2f}" for t in e["thresholds"]) or "per map"
+        hd = mt.get("hd95")
+        lines.append((
+            m,
+            pm(mt["dice"]) if "dice" in mt else "—",
+            pm(mt["iou"]) if "iou" in mt else "—",
+            (pm(hd) + (f" (n={hd['n']})" if hd["n_undefined"] else "")) if hd else "—",
+            pm(mt["auroc"]) if "auroc" in mt else "—",
+            f"{mt['pointing_game']['mean']:.2f}" if "pointing_game" in mt and mt["pointing_game"]["n"] else "—",
+            thr,
+        ))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    det = summary.get("detection") or {}
+    if det:
+        text.append(
+            f"classifier detection: AUC {det['auc']:.3f}, accuracy {det['accuracy']:.3f}, sensitivity "
+            f"{det['sensitivity']:.3f}, specificity {det['specificity']:.3f}, F1 {det['f1']:.3f} "
+            f"({det['n']} slices, {det['n_positive']} positive)"
+        )
+    return "\n".join(text)

@@ -1,0 +1,133 @@
+"""The benchmark's on-disk journal: ``slices.csv`` appended one (method, batch) at a time,
+next to a cache of that batch's maps, so an interrupted run resumes where it stopped.
+
+Invariants that make a resumed run equal an uninterrupted one:
+
+* the slices and their batches are fixed by the config (checked on resume), so every method
+  sees the same batch composition whether or not the run was interrupted;
+* a (method, batch) unit is *done* only when its cache file exists and all its rows are in the
+  CSV; on resume anything less is discarded and recomputed (the cache file is written first,
+  atomically, then the rows in one write, flushed and fsynced);
+* floats are written with ``repr`` (shortest exact round trip), and the final numbers are always
+  computed from what was read back from disk, never from in-memory copies.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+SLICES_CSV = "slices.csv"
+CACHE_DIR = "cache"
+
+
+def fmt(value: Any) -> str:
+    """One CSV cell; floats round-trip exactly."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "nan" if math.isnan(v) else repr(v)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value)
+
+
+def safe_name(method: str) -> str:
+    """A file-name-safe, collision-free stem for a method name like ``captum:Saliency``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", method)
+    return f"{stem}-{zlib.crc32(method.encode()):08x}"
+
+
+class RunStore:
+    """Rows of ``slices.csv`` plus the per-(method, batch) map cache of one output folder."""
+
+    def __init__(self, out: Path, columns: list[str], batch_of: dict[int, int]) -> None:
+        self.out = Path(out)
+        self.columns = columns
+        self.batch_of = batch_of  # slice id → batch index, fixed by the config
+        self.csv_path = self.out / SLICES_CSV
+        self.cache = self.out / CACHE_DIR
+
+    # -- writing ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        if not self.csv_path.exists():
+            self._write_all([])
+
+    def cache_file(self, method: str, batch: int) -> Path:
+        return self.cache / safe_name(method) / f"batch-{batch:06d}.npz"
+
+    def write_unit(self, method: str, batch: int, arrays: dict[str, np.ndarray], rows: list[dict]) -> None:
+        path = self.cache_file(method, batch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        buf = io.StringIO()
+        csv.DictWriter(buf, self.columns, lineterminator="\n").writerows([{k: fmt(r.get(k)) for k in self.columns} for r in rows])
+        with open(self.csv_path, "a", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def load_unit(self, method: str, batch: int) -> dict[str, np.ndarray]:
+        with np.load(self.cache_file(method, batch)) as z:
+            return {k: z[k] for k in z.files}
+
+    # -- reading / resuming ----------------------------------------------------------------
+    def read_rows(self) -> list[dict[str, str]]:
+        if not self.csv_path.exists():
+            return []
+        text = self.csv_path.read_text()
+        if text and not text.endswith("\n"):  # a write cut short by a crash
+            text = text[: text.rfind("\n") + 1]
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [r for r in rows if None not in r and all(v is not None for v in r.values())]
+
+    def recover(self, methods: Iterable[str], slice_ids: list[int]) -> set[tuple[str, int]]:
+        """Keep only complete (method, batch) units, rewrite the CSV with exactly their rows and
+        return them; everything else will be recomputed."""
+        expected: dict[int, set[int]] = {}
+        for sid in slice_ids:
+            expected.setdefault(self.batch_of[sid], set()).add(sid)
+        methods = set(methods)
+        seen: dict[tuple[str, int], dict[int, dict]] = {}
+        for r in self.read_rows():
+            try:
+                m, sid = r["method"], int(r["slice_id"])
+            except (KeyError, ValueError):
+                continue
+            if m in methods and sid in self.batch_of:
+                seen.setdefault((m, self.batch_of[sid]), {})[sid] = r
+        done = {
+            unit for unit, rows in seen.items()
+            if set(rows) == expected.get(unit[1], set()) and self.cache_file(*unit).exists()
+        }
+        keep = [r for unit in sorted(done) for _, r in sorted(seen[unit].items())]
+        self._write_all(keep)
+        return done
+
+    def _write_all(self, rows: list[dict]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, self.columns, lineterminator="\n")
+            w.writeheader()
+            w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns} for r in rows])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.csv_path)
+
+    def rewrite(self, rows: list[dict]) -> None:
+        """Replace the CSV atomically (the final pass fills the threshold-dependent columns)."""
+        self._write_all(rows)
