@@ -5,18 +5,20 @@ import torch
 import torch.nn.functional as F
 
 
-def minmax_normalize(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def minmax_normalize(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
     """Per-image min–max scaling of (B, ...) maps to [0, 1].
 
     Each image is scaled on its own (the reference code used the batch's min and max, which is
     only right for batch size 1). A constant map, or one with no finite value, becomes all zeros:
-    it carries no localisation, and NaN must never reach a threshold.
+    it carries no localisation, and NaN must never reach a threshold. "Constant" is relative to
+    the map's magnitude (a span below ``rel_eps`` of the largest absolute value is rounding
+    noise), so maps of tiny magnitude (gradient weights of a fresh model: ~1e-13) still scale.
     """
     flat = torch.nan_to_num(maps.reshape(maps.shape[0], -1).float(), nan=0.0, posinf=0.0, neginf=0.0)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
     span = hi - lo
-    ok = span > eps * torch.clamp(hi.abs(), min=1.0)
+    ok = span > rel_eps * torch.maximum(hi.abs(), lo.abs())
     out = torch.where(ok, (flat - lo) / torch.where(ok, span, torch.ones_like(span)), torch.zeros_like(flat))
     return out.reshape(maps.shape)
 
