@@ -34,22 +34,30 @@ def attention_pass(
     gradients: bool = False,
     reduce_probs: Reducer | None = None,
     reduce_grads: Reducer | None = None,
+    wrt: str = "scores",
 ) -> AttentionPass:
     """Run ``adapter.model`` once on ``inputs`` recording attention of ``blocks``.
 
     With ``gradients``, also returns ∂y/∂Z per block (reduced by ``reduce_grads`` as soon as the
     backward returns, so only the reduced form outlives this call), where y is the target logit
-    of each image. Works under an outer ``torch.no_grad()`` and in eval mode; the model's
-    parameters keep their ``requires_grad`` and end with no ``.grad``.
+    of each image; with ``wrt="probs"`` the gradient is taken with respect to the attention
+    probabilities A = softmax(Z) instead (∂y/∂A, as in Chefer et al. 2021). Works under an
+    outer ``torch.no_grad()`` and in eval mode; the model's parameters keep their
+    ``requires_grad`` and end with no ``.grad``.
     """
     model = adapter.model
+    if wrt not in ("scores", "probs"):
+        raise ValueError(f"wrt must be 'scores' or 'probs', got {wrt!r}")
     if not gradients:
         with torch.no_grad(), adapter.capture(blocks, reduce_probs=reduce_probs) as cap:
             logits = model(inputs)
         _, tgt = select_logits(logits, target)
         return AttentionPass(logits.detach(), tgt, cap.records)
 
-    with torch.enable_grad(), adapter.capture(blocks, keep_scores=True, reduce_probs=reduce_probs) as cap:
+    on_probs = wrt == "probs"
+    with torch.enable_grad(), adapter.capture(
+        blocks, keep_scores=not on_probs, keep_outputs=on_probs, reduce_probs=reduce_probs
+    ) as cap:
         # A leaf that requires grad guarantees a graph even when every parameter is frozen; only
         # the paths to the captured scores are differentiated, never to it or to parameters.
         x = inputs.detach().requires_grad_(True)
@@ -61,9 +69,9 @@ def attention_pass(
                 f"captured {len(records)} attention maps for {len(blocks)} blocks; is the model "
                 "running its blocks more than once (gradient checkpointing) or skipping some?"
             )
-        scores = [r.scores for r in records]
+        scores = [r.outputs if on_probs else r.scores for r in records]
         for r in records:
-            r.scores = None
+            r.scores = r.outputs = None
         raw = torch.autograd.grad(y.sum(), scores, allow_unused=True)
         del scores, y
         grads: list[torch.Tensor] = []

@@ -76,6 +76,7 @@ class AttentionRecord:
     block: BlockInfo
     probs: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+    outputs: torch.Tensor | None = None  # A = softmax(Z) still attached to the graph, if asked
 
 
 class ModelAdapter(abc.ABC):
@@ -148,9 +149,12 @@ class ModelAdapter(abc.ABC):
         *,
         keep_scores: bool = False,
         reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None = None,
+        keep_outputs: bool = False,
     ) -> "AttentionCapture":
         """A context manager recording, for each block, softmax(Z) (reduced by ``reduce_probs``
-        as soon as it is produced, to save memory) and, with ``keep_scores``, Z itself."""
+        as soon as it is produced, to save memory), with ``keep_scores`` Z itself and with
+        ``keep_outputs`` softmax(Z) still attached to the autograd graph (to differentiate
+        with respect to the attention probabilities)."""
 
     @abc.abstractmethod
     def windows_to_grid(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
@@ -158,6 +162,20 @@ class ModelAdapter(abc.ABC):
         grid in the image frame, shape (..., B, H, W): windows reversed, padding cropped and
         the block's cyclic shift undone. Leading dimensions are kept (stack blocks that share
         window and shift to do them in one call)."""
+
+    def grid_to_windows(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
+        """The inverse of :meth:`windows_to_grid`: per-token values on the token grid in the
+        image frame, shape (..., B, H, W), to the block's window layout, shape (..., B·nW, N):
+        the block's cyclic shift applied, the grid zero-padded to whole windows, windows
+        partitioned in the order the model uses. Leading dimensions are kept."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement grid_to_windows")
+
+    def split_merged(self, values: torch.Tensor, stage: StageInfo) -> torch.Tensor:
+        """Per-token values on ``stage``'s grid, shape (..., B, h, w), moved down to the previous
+        stage's grid, shape (..., B, H, W): each token's value is split equally over the tokens
+        that were merged into it (the exact inverse of sum-pooling; shares that would go to
+        padding tokens are dropped). Only for a stage whose ``merges_input`` is true."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement split_merged")
 
     @abc.abstractmethod
     def to_nchw(self, output: torch.Tensor, module_path: str) -> torch.Tensor:

@@ -22,9 +22,11 @@ class _SwinCapture(AttentionCapture):
         blocks: Sequence[BlockInfo],
         keep_scores: bool,
         reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None,
+        keep_outputs: bool = False,
     ) -> None:
         self.blocks = list(blocks)
         self.keep_scores = keep_scores
+        self.keep_outputs = keep_outputs
         self.reduce_probs = reduce_probs
         self.records = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -34,7 +36,12 @@ class _SwinCapture(AttentionCapture):
         def hook(_mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             probs = out.detach() if self.reduce_probs is None else self.reduce_probs(out.detach(), block)
             self.records.append(
-                AttentionRecord(block, probs=probs, scores=args[0] if self.keep_scores else None)
+                AttentionRecord(
+                    block,
+                    probs=probs,
+                    scores=args[0] if self.keep_scores else None,
+                    outputs=out if self.keep_outputs else None,
+                )
             )
 
         return hook
@@ -134,8 +141,9 @@ class SwinAdapter(ModelAdapter):
         *,
         keep_scores: bool = False,
         reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None = None,
+        keep_outputs: bool = False,
     ) -> AttentionCapture:
-        return _SwinCapture(blocks, keep_scores, reduce_probs)
+        return _SwinCapture(blocks, keep_scores, reduce_probs, keep_outputs)
 
     def windows_to_grid(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
         *lead, bnw, n = values.shape
@@ -157,6 +165,33 @@ class SwinAdapter(ModelAdapter):
             # timm rolls by -shift before partitioning; +shift puts tokens back where they were.
             x = torch.roll(x, shifts=block.shift, dims=(-2, -1))
         return x
+
+    def grid_to_windows(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
+        *lead, b, h, w = values.shape
+        if (h, w) != block.grid:
+            raise ValueError(f"values of shape {tuple(values.shape)} are not on {block.name}'s {block.grid} grid")
+        x = values
+        if block.shifted:
+            # The same order as timm's SwinTransformerBlock._attn: roll by -shift, then pad.
+            x = torch.roll(x, shifts=(-block.shift[0], -block.shift[1]), dims=(-2, -1))
+        wh, ww = block.window
+        ph, pw = block.padded_grid
+        if (ph, pw) != (h, w):
+            x = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
+        k = len(lead)
+        x = x.reshape(*lead, b, ph // wh, wh, pw // ww, ww)
+        x = x.permute(*range(k), k, k + 1, k + 3, k + 2, k + 4)
+        return x.reshape(*lead, b * (ph // wh) * (pw // ww), wh * ww)
+
+    def split_merged(self, values: torch.Tensor, stage: StageInfo) -> torch.Tensor:
+        if not stage.merges_input or stage.index == 0:
+            raise ValueError(f"stage {stage.index} does not merge tokens of a previous stage")
+        prev = self._stages[stage.index - 1].grid
+        if tuple(values.shape[-2:]) != stage.grid:
+            raise ValueError(f"values of shape {tuple(values.shape)} are not on stage {stage.index}'s {stage.grid} grid")
+        # timm's PatchMerging pads odd grids at the bottom/right, then merges each 2×2 group.
+        up = values.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) / 4.0
+        return up[..., : prev[0], : prev[1]]
 
     def to_nchw(self, output: torch.Tensor, module_path: str) -> torch.Tensor:
         grid = self._grid_for(module_path, output)
