@@ -22,6 +22,7 @@ from .registry import (
     method_info,
 )
 from .targets import normalize_target, select_logits
+from .training.checkpoint import LoadedModel, load_model
 
 __all__ = [
     "AttentionPass",
@@ -39,6 +40,8 @@ __all__ = [
     "get_metric",
     "get_threshold",
     "input_attribution_to_map",
+    "LoadedModel",
+    "load_model",
     "list_methods",
     "list_metrics",
     "list_thresholds",

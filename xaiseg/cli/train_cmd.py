@@ -1,0 +1,91 @@
+"""``xaiseg train``: train the weakly supervised (slice-label) classifier that the methods explain."""
+from __future__ import annotations
+
+import click
+
+
+def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
+    from ..errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        wins = tuple(tuple(float(v) for v in part.split(",")) for part in text.split(";") if part.strip())
+    except ValueError:
+        wins = ()
+    if not wins or any(len(w) != 2 or w[1] <= 0 for w in wins):
+        raise ConfigError(f"--windows takes 'centre,width;centre,width;...' in HU with widths > 0, got {text!r}")
+    return wins  # type: ignore[return-value]
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--data", default="phantom", help="Data set folder, or 'phantom' for the built-in phantom stream.")
+@click.option("--layout", type=click.Choice(["physionet", "rsna", "folder", "phantom"]), default="physionet",
+              help="Layout of --data ('phantom' streams fresh phantom slices, like --data phantom).")
+@click.option("--model", default=None, help="Preset (tiny, small, paper) or timm Swin name. [default: paper on CUDA, tiny on CPU]")
+@click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")
+@click.option("--task", type=click.Choice(["binary", "subtypes"]), default="binary",
+              help="binary: ICH yes/no, 2 logits + cross-entropy; subtypes: 5 subtypes + any, 6 logits + BCE.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
+@click.option("--epochs", type=int, default=10)
+@click.option("--batch-size", type=int, default=32)
+@click.option("--lr", type=float, default=1e-3, help="Peak AdamW learning rate (after warm-up, then cosine).")
+@click.option("--weight-decay", type=float, default=0.05)
+@click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
+@click.option("--image-size", type=int, default=None, help="Input size (overrides the model's img_size).")
+@click.option("--windows", default=None, help="CT windows 'centre,width;...' in HU. [default: 40,120;80,200;600,2800]")
+@click.option("--seed", type=int, default=0)
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+@click.option("--workers", type=int, default=0, help="Data loader worker processes.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
+@click.option("--pretrained/--no-pretrained", default=False, help="Start from timm hub weights (needs network).")
+@click.option("--init", "init", default=None, type=click.Path(exists=True), help="Fine-tune from a checkpoint dir or a timm/PyTorch state dict.")
+@click.option("--val-fraction", type=float, default=0.2, help="Share of subjects held out for validation.")
+@click.option("--patience", type=int, default=5, help="Early stopping: epochs without lower val loss (0: off).")
+@click.option("--balanced/--no-balanced", default=False, help="Class-balanced sampling (positive/negative slices).")
+@click.option("--focal-gamma", type=float, default=0.0, help="Focal loss gamma for --task subtypes (0: plain BCE).")
+@click.option("--augment/--no-augment", default=True, help="Random left-right flips (data sets on disk).")
+@click.option("--limit", type=int, default=None, help="Use only the first N slices of the data set.")
+@click.option("--steps-per-epoch", type=int, default=100, help="Phantom stream: optimiser steps per epoch.")
+@click.option("--val-size", type=int, default=512, help="Phantom stream: fixed realistic validation slices.")
+@click.option("--prevalence", type=float, default=0.5, help="Phantom stream: share of slices drawn with hemorrhage.")
+@click.option("--curriculum", default=None, metavar="START,HOLD,SHRINK",
+              help="Phantom lesion-size curriculum: scale START for HOLD of the run, shrinking to 1 over SHRINK, e.g. 3,0.25,0.45.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def train(**o) -> None:
+    """Train a Swin classifier on slice labels only (no masks: weak supervision).
+
+    Writes OUT/model.safetensors + OUT/config.json (load with xaiseg.load_model(OUT) or pass to
+    `xaiseg benchmark --checkpoint OUT`), a per-epoch log OUT/train_log.jsonl and OUT/resume.pt.
+
+    \b
+    Examples:
+      xaiseg train --data phantom --model tiny --curriculum 3,0.25,0.45 --out runs/tiny
+      xaiseg train --data /data/ct-ich --layout physionet --task subtypes --out runs/sub
+    """
+    from ..errors import ConfigError
+    from ..training import TrainConfig, parse_model_kwargs, train as run
+
+    start, hold, shrink = 1.0, 0.0, 0.0
+    if o["curriculum"]:
+        try:
+            start, hold, shrink = (float(v) for v in o["curriculum"].split(","))
+        except ValueError:
+            raise ConfigError(f"--curriculum takes START,HOLD,SHRINK (e.g. 3,0.25,0.45), got {o['curriculum']!r}") from None
+    cfg = TrainConfig(
+        out=o["out"], data=o["data"], layout=o["layout"], model=o["model"],
+        model_kwargs=parse_model_kwargs(o["model_kwargs"]), task=o["task"], epochs=o["epochs"],
+        batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"],
+        image_size=o["image_size"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
+        workers=o["workers"], threads=o["threads"], pretrained=o["pretrained"], init=o["init"],
+        val_fraction=o["val_fraction"], patience=o["patience"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
+        augment=o["augment"], limit=o["limit"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
+        prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
+        resume=o["resume"], progress=o["progress"],
+    )
+    if cfg.layout == "phantom":
+        cfg.data = "phantom"
+    elif cfg.data == "phantom":
+        cfg.layout = "phantom"
+    run(cfg)

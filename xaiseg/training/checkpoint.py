@@ -1,0 +1,280 @@
+"""Checkpoint directories: ``model.safetensors`` + ``config.json``, and ``xaiseg.load_model``.
+
+The config holds everything needed to rebuild the exact network and its input pipeline on any
+device: the timm name and constructor kwargs, the task and class names, the explained target
+index, CT windows, input size and normalisation, plus the xaiseg version and training metrics.
+Weights are stored with safetensors (no pickle). Plain PyTorch state dicts (``--init``) are read
+with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..errors import CheckpointError
+from .presets import build_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "xaiseg-checkpoint"
+FORMAT_VERSION = 1
+# Buffers timm recomputes from the config; old checkpoints may contain them.
+_DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: Mapping[str, Any]) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+
+    Both files are written to temporary names first and renamed, so a crash never leaves a
+    half-written checkpoint behind.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, **_jsonable(dict(config))}
+    tmp_w, tmp_c = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": FORMAT})
+    tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
+    os.replace(tmp_w, out / WEIGHTS_FILE)
+    os.replace(tmp_c, out / CONFIG_FILE)
+    return out
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and check ``config.json`` of a checkpoint directory."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"checkpoint {str(d)!r} is not a directory (expected {WEIGHTS_FILE} + {CONFIG_FILE})")
+    path = d / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{str(d)!r} has no {CONFIG_FILE}; is it an xaiseg checkpoint (written by `xaiseg train`)?")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an xaiseg checkpoint config (no \"format\": \"{FORMAT}\")")
+    missing = [k for k in ("timm_name", "model_kwargs", "num_classes", "task", "input_size", "windows") if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{str(path)!r} lacks {', '.join(missing)}")
+    return cfg
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from a safetensors file, a checkpoint directory or a PyTorch file.
+
+    PyTorch files are loaded with ``weights_only=True``; common wrappers (``{"model": ...}``,
+    ``{"state_dict": ...}``, a ``module.`` prefix from DataParallel) are unwrapped.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / WEIGHTS_FILE
+    if not p.is_file():
+        raise CheckpointError(f"weights file {str(p)!r} does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p), device="cpu")
+        except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+            raise CheckpointError(f"{str(p)!r} is not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (zip), EOFError, ...
+        raise CheckpointError(
+            f"{str(p)!r} is not a loadable PyTorch state dict with weights_only=True ({_first_line(exc)})"
+        ) from None
+    for key in ("model", "state_dict", "model_state", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{str(p)!r} does not hold a state dict (a mapping of names to tensors)")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0][:200] if s else type(exc).__name__
+
+
+def _summarise(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_weights_into(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, allow_new_head: bool = False
+) -> list[str]:
+    """Load ``state`` strictly into ``model``; mismatches raise CheckpointError listing the keys.
+
+    With ``allow_new_head`` (fine-tuning from another task or from ImageNet weights), classifier
+    weights whose shape differs are skipped and left freshly initialised; their names are returned.
+    """
+    state = {k: v for k, v in state.items() if not k.endswith(_DERIVED_BUFFERS)}
+    own = model.state_dict()
+    skipped: list[str] = []
+    if allow_new_head:
+        for k in [k for k in state if k.startswith("head.") and k in own and state[k].shape != own[k].shape]:
+            skipped.append(k)
+            del state[k]
+    missing = sorted(k for k in own if k not in state and k not in skipped)
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_summarise(unexpected)}")
+        if wrong:
+            parts.append(
+                "shape mismatch: "
+                + _summarise([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong], 3)
+            )
+        raise CheckpointError(f"weights in {source} do not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict({**own, **state} if skipped else state, strict=True)
+    return skipped
+
+
+def init_from(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """``--init``: start from our checkpoint or a timm / PyTorch Swin state dict.
+
+    Original-Swin and older timm layouts are converted with timm's own ``checkpoint_filter_fn``
+    (which also resizes relative-position tables for another window). A classifier head of another
+    size is re-initialised; its key names are returned.
+    """
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    state = read_weights(path)
+    try:
+        state = checkpoint_filter_fn(state, model)
+    except Exception as exc:
+        raise CheckpointError(f"cannot convert {str(path)!r} to this model's layout ({_first_line(exc)})") from None
+    return load_weights_into(model, state, source=repr(str(path)), allow_new_head=True)
+
+
+@dataclass
+class LoadedModel:
+    """A trained classifier ready for inference: the model (eval mode), its config and preprocessing.
+
+    ``preprocessor(hu, mask=None, brain=None)`` windows and resizes one HU slice exactly as in
+    training; :meth:`prepare` also applies the stored normalisation and returns a batch tensor on
+    the model's device.
+    """
+
+    model: nn.Module
+    config: dict[str, Any]
+    preprocessor: Any
+    device: torch.device
+    path: Path
+
+    @property
+    def task(self) -> str:
+        return str(self.config["task"])
+
+    @property
+    def target_index(self) -> int:
+        """The logit the benchmark explains: class 1 (ICH) for binary, the ``any`` label for subtypes."""
+        return int(self.config["target_index"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.config["input_size"])
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply the stored per-channel normalisation to (B, C, S, S) windowed images in [0, 1]."""
+        return normalize(images, self.config.get("normalization"))
+
+    def prepare(self, hu: np.ndarray, mask: np.ndarray | None = None, brain: np.ndarray | None = None):
+        """One HU slice -> ((1, C, S, S) normalised tensor on the device, preprocessor outputs)."""
+        out = self.preprocessor(hu, mask=mask, brain=brain)
+        image = torch.as_tensor(np.ascontiguousarray(out[0]), dtype=torch.float32)[None].to(self.device)
+        return self.normalize(image), out
+
+    def detection_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(hemorrhage) per image from logits: softmax class 1 (binary) or sigmoid of ``any``."""
+        return detection_probability(logits, self.task, self.target_index)
+
+
+def normalize(images: torch.Tensor, norm: Mapping[str, Any] | None) -> torch.Tensor:
+    if not norm:
+        return images
+    mean = torch.as_tensor(norm["mean"], dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(norm["std"], dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def detection_probability(logits: torch.Tensor, task: str, target_index: int) -> torch.Tensor:
+    if task == "binary":
+        return logits.float().softmax(-1)[:, target_index]
+    return logits.float().sigmoid()[:, target_index]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA if available, else CPU; checks an explicit CUDA request."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device | None = None) -> LoadedModel:
+    """Rebuild a classifier trained by ``xaiseg train`` from its checkpoint directory.
+
+    Returns a :class:`LoadedModel` whose ``.model`` is in eval mode on ``device`` (default: CUDA if
+    available, else CPU). A corrupt or mismatched checkpoint raises :class:`CheckpointError` with
+    a one-line message (missing/unexpected keys are listed).
+    """
+    from ..data.preprocess import Preprocessor
+
+    d = Path(directory)
+    cfg = read_config(d)
+    dev = resolve_device(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = build_model(cfg["timm_name"], cfg["model_kwargs"], int(cfg["num_classes"]), in_chans=int(cfg.get("in_chans", 3)))
+        except Exception as exc:
+            raise CheckpointError(f"cannot rebuild {cfg['timm_name']} from {str(d / CONFIG_FILE)!r}: {_first_line(exc)}") from None
+    load_weights_into(model, read_weights(d / WEIGHTS_FILE), source=repr(str(d / WEIGHTS_FILE)))
+    model.to(dev).eval()
+    windows = tuple(tuple(float(x) for x in w) for w in cfg["windows"])
+    pre = Preprocessor(int(cfg["input_size"]), windows)
+    return LoadedModel(model=model, config=cfg, preprocessor=pre, device=dev, path=d)

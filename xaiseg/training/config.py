@@ -1,0 +1,100 @@
+"""The options of a training run (what ``xaiseg train`` parses), validated in one place."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+TASKS = ("binary", "subtypes")
+LAYOUTS = ("physionet", "rsna", "folder", "phantom")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run. ``data="phantom"`` (or ``layout="phantom"``) streams fresh phantom
+    slices; an *epoch* is then ``steps_per_epoch`` optimiser steps."""
+
+    out: str
+    data: str = "phantom"
+    layout: str = "physionet"
+    model: str | None = None  # preset or timm name; None: paper on CUDA, tiny elsewhere
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = "binary"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int | None = None  # None: 5 % of all steps
+    min_lr_ratio: float = 0.01
+    image_size: int | None = None  # overrides the model's img_size
+    windows: tuple[tuple[float, float], ...] | None = None  # None: DEFAULT_WINDOWS
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    pretrained: bool = False
+    init: str | None = None
+    val_fraction: float = 0.2
+    patience: int = 5  # epochs without a lower validation loss; 0 disables early stopping
+    balanced: bool = False
+    focal_gamma: float = 0.0
+    augment: bool = True
+    grad_clip: float = 1.0
+    amp: bool = True  # CUDA only; ignored on CPU
+    resume: bool = False
+    limit: int | None = None  # use at most this many slices of the data set (quick runs)
+    # phantom stream
+    steps_per_epoch: int = 100
+    val_size: int = 512
+    prevalence: float = 0.5
+    curriculum_start: float = 1.0
+    curriculum_hold: float = 0.0
+    curriculum_shrink: float = 0.0
+    render_size: int | None = None  # None: the model's input size
+    progress: bool = True
+
+    @property
+    def is_phantom(self) -> bool:
+        return self.layout == "phantom" or self.data == "phantom"
+
+    def validate(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(msg)
+
+        if self.task not in TASKS:
+            bad(f"unknown task {self.task!r}: use binary or subtypes")
+        if self.layout not in LAYOUTS:
+            bad(f"unknown layout {self.layout!r}: use {', '.join(LAYOUTS)}")
+        for name in ("epochs", "batch_size", "steps_per_epoch", "val_size"):
+            if int(getattr(self, name)) < 1:
+                bad(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            bad(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience < 0 or self.workers < 0:
+            bad("--patience and --workers must be >= 0")
+        if self.focal_gamma < 0:
+            bad(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
+        if self.focal_gamma and self.task != "subtypes":
+            bad("--focal-gamma applies to --task subtypes (binary uses softmax cross-entropy)")
+        if not 0.0 < self.prevalence < 1.0:
+            bad(f"--prevalence must be in (0, 1), got {self.prevalence}")
+        if self.threads is not None and self.threads < 1:
+            bad(f"--threads must be >= 1, got {self.threads}")
+        if self.limit is not None and self.limit < 2:
+            bad(f"--limit must be >= 2, got {self.limit}")
+        if self.curriculum_start < 1.0:
+            bad(f"--curriculum-start must be >= 1 (1 = realistic lesions), got {self.curriculum_start}")
+        if min(self.curriculum_hold, self.curriculum_shrink) < 0 or self.curriculum_hold + self.curriculum_shrink > 1:
+            bad("--curriculum-hold and --curriculum-shrink are fractions of the run, >= 0, summing to <= 1")
+        if not self.is_phantom and (self.curriculum_start > 1.0):
+            bad("the lesion-size curriculum needs the phantom stream (--data phantom)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["windows"] = [list(w) for w in self.windows] if self.windows else None
+        return d

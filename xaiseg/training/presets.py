@@ -1,0 +1,123 @@
+"""Named Swin configurations and the one place that builds a classifier from a name.
+
+``--model`` takes a preset name (``tiny``, ``small``, ``paper``) or any timm Swin V1 name; extra
+constructor arguments come from ``--model-kwargs`` (JSON) and override the preset's. What is
+stored in a checkpoint is always the resolved timm name plus the full kwargs, never the preset
+name alone, so a checkpoint rebuilds the same network even if a preset changes later.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named timm Swin configuration."""
+
+    name: str
+    timm_name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# Why these numbers: see docs/training.md ("Presets"). In short: on 2 CPU cores the cost of a
+# Swin step is dominated by stage 0, so `tiny` keeps the paper's patch 4 (maps need a fine stage-0
+# grid, 32×32 at 128 px) but uses window 4, embed 32 and 2 blocks per stage, which keeps
+# HGI-SAM's (regular, shifted) block pairs in every stage. drop_path 0: nothing to regularise
+# when every step sees fresh slices, and stochastic depth slowed convergence in our runs.
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        "tiny",
+        "swin_tiny_patch4_window7_224",
+        dict(img_size=128, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2, 2),
+             num_heads=(1, 2, 4, 8), drop_path_rate=0.0),
+        "CPU-sized Swin: 128 px, patch 4, window 4, embed 32, depths 2-2-2-2 (~2.3 M parameters)",
+    ),
+    "small": Preset(
+        "small",
+        "swin_tiny_patch4_window7_224",
+        dict(img_size=128, patch_size=4, window_size=4, embed_dim=48, depths=(2, 2, 4, 2),
+             num_heads=(2, 4, 8, 16), drop_path_rate=0.05),
+        "Larger CPU Swin: 128 px, patch 4, window 4, embed 48, depths 2-2-4-2 (~5.5 M parameters)",
+    ),
+    "paper": Preset(
+        "paper",
+        "swin_base_patch4_window12_384",
+        dict(img_size=384),
+        "The published model (HGI-SAM): Swin-B, patch 4, window 12, 384 px (~87 M parameters)",
+    ),
+}
+
+
+def default_model_name(device: str) -> str:
+    """The model used when ``--model`` is not given: the paper's on CUDA, ``tiny`` elsewhere."""
+    return "paper" if str(device).startswith("cuda") else "tiny"
+
+
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse ``--model-kwargs`` JSON into a dict (lists become tuples, as timm expects)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs is not valid JSON ({exc.msg} at char {exc.pos}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object like '{{\"embed_dim\": 48}}', got {text!r}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+
+
+def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Turn a preset or timm name plus overrides into ``(timm_name, kwargs)``.
+
+    Raises ConfigError for a name that is neither a preset nor a timm Swin V1 model.
+    """
+    import timm
+
+    overrides = dict(model_kwargs or {})
+    if name in PRESETS:
+        p = PRESETS[name]
+        return p.timm_name, {**dict(p.kwargs), **overrides}
+    if name not in timm.list_models("swin*"):
+        raise ConfigError(
+            f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or a timm Swin name "
+            f"such as swin_tiny_patch4_window7_224 (see timm.list_models('swin*'))"
+        )
+    if name.startswith(("swinv2", "swin_s3")):
+        raise ConfigError(f"{name!r} is not a Swin V1 model; xaiseg's Swin adapter reads timm's SwinTransformer (V1) only")
+    return name, overrides
+
+
+def build_model(
+    timm_name: str, kwargs: Mapping[str, Any], num_classes: int, *, in_chans: int = 3, pretrained: bool = False
+) -> nn.Module:
+    """Create the timm classifier; turns timm's constructor errors into one-line ConfigErrors."""
+    import timm
+
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
+    kw.pop("num_classes", None)
+    kw.pop("in_chans", None)
+    try:
+        return timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kw)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        if pretrained and "connect" in str(exc).lower():
+            raise ConfigError(f"cannot download pretrained weights for {timm_name!r} (no network?): {exc}") from None
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot build {timm_name} with {dict(kw)}: {msg}") from None
+
+
+def model_input_size(model: nn.Module) -> int:
+    """The square input size a timm Swin was built for."""
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if size is None:
+        raise ConfigError(f"{type(model).__name__} has no patch_embed.img_size; xaiseg trains timm Swin models")
+    h, w = (size, size) if isinstance(size, int) else size
+    if h != w:
+        raise ConfigError(f"only square inputs are supported, the model takes {h}×{w}")
+    return int(h)

@@ -1,0 +1,211 @@
+"""Where training slices come from: a data set on disk, or the phantom rendered on the fly.
+
+Every random choice is a pure function of ``(seed, epoch or step, position)`` rather than of a
+running generator, so a run resumed at an epoch boundary sees exactly the batches the
+uninterrupted run would have seen, whatever the number of loader workers.
+
+Slices always arrive as ``(image, labels)``: image (C, S, S) float32 in [0, 1] (CT windows,
+resized by :class:`xaiseg.data.preprocess.Preprocessor`), labels (6,) in ``LABELS`` order.
+The ground-truth mask is never handed to the classifier (weak supervision).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from ..errors import ConfigError, DataError
+from .curriculum import Curriculum
+
+# Subtype mix of a positive phantom slice: the phantom writer's mix (roughly PhysioNet CT-ICH),
+# so the training stream looks like the benchmark's data set.
+PHANTOM_SUBTYPE_WEIGHTS = {
+    "epidural": 0.15,
+    "intraparenchymal": 0.25,
+    "intraventricular": 0.15,
+    "subarachnoid": 0.20,
+    "subdural": 0.25,
+}
+# Axial levels drawn for training/validation slices (0 = skull base, 1 = vertex); the extreme
+# ends hold almost no brain.
+PHANTOM_Z_RANGE = (0.1, 0.9)
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) for k in key])
+
+
+# ------------------------------------------------------------------------------------------------
+# phantom
+
+
+def render_phantom_sample(
+    rng: np.random.Generator, preprocessor: Any, render_size: int, prevalence: float, lesion_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One fresh phantom slice -> (windowed image, labels). Positive with probability ``prevalence``
+    (one to three lesions); the labels come from the rendered mask, so a lesion that misses the
+    slice gives a negative label."""
+    from ..data.phantom import render_slice
+
+    subtypes: tuple[str, ...] = ()
+    if rng.random() < prevalence:
+        names = list(PHANTOM_SUBTYPE_WEIGHTS)
+        p = np.array([PHANTOM_SUBTYPE_WEIGHTS[n] for n in names])
+        n = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.10)
+        subtypes = tuple(names[i] for i in sorted(rng.choice(len(names), size=n, replace=False, p=p / p.sum())))
+    z = float(rng.uniform(*PHANTOM_Z_RANGE))
+    sl = render_slice(rng, size=render_size, z=z, subtypes=subtypes, lesion_scale=lesion_scale)
+    image = preprocessor(sl.hu)[0]
+    return np.asarray(image, dtype=np.float32), np.asarray(sl.labels, dtype=np.float32)
+
+
+class PhantomStream(IterableDataset):
+    """Fresh phantom batches, one per optimiser step, for steps ``[start, stop)``.
+
+    Batch ``s`` depends only on ``(seed, s)``: with W loader workers, worker w renders the steps
+    ``s ≡ w (mod W)`` and the loader's round-robin returns them in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        start: int,
+        stop: int,
+        total_steps: int,
+        batch_size: int,
+        preprocessor: Any,
+        render_size: int,
+        prevalence: float,
+        curriculum: Curriculum,
+    ) -> None:
+        self.seed, self.start, self.stop, self.total_steps = seed, start, stop, total_steps
+        self.batch_size, self.preprocessor, self.render_size = batch_size, preprocessor, render_size
+        self.prevalence, self.curriculum = prevalence, curriculum
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = self.curriculum.scale(step, self.total_steps)
+        rng = _rng(self.seed, 1, step)
+        xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale)
+                       for _ in range(self.batch_size)))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in range(self.start + wid, self.stop, nw):
+            yield self.batch(step)
+
+
+def phantom_validation_set(
+    *, seed: int, n: int, preprocessor: Any, render_size: int, prevalence: float, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed set of ``n`` realistic (``lesion_scale`` 1) phantom slices, independent of the
+    training stream's draws (its own seed stream)."""
+    from tqdm.auto import tqdm
+
+    rng = _rng(seed, 2)
+    xs, ys = [], []
+    for _ in tqdm(range(n), desc="phantom validation set", leave=False, disable=not progress):
+        x, y = render_phantom_sample(rng, preprocessor, render_size, prevalence, 1.0)
+        xs.append(x)
+        ys.append(y)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+# ------------------------------------------------------------------------------------------------
+# data sets on disk
+
+
+def subject_split(subjects: Sequence[str], val_fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """Split subject ids into (train, val) sets; every slice of a subject goes to one side."""
+    uniq = sorted(set(map(str, subjects)))
+    if val_fraction <= 0:
+        return set(uniq), set()
+    if len(uniq) < 2:
+        raise DataError(f"a subject-wise validation split needs >= 2 subjects, the data set has {len(uniq)}; use --val-fraction 0")
+    n_val = min(len(uniq) - 1, max(1, round(val_fraction * len(uniq))))
+    order = _rng(seed, 3).permutation(len(uniq))
+    val = {uniq[i] for i in order[:n_val]}
+    return set(uniq) - val, val
+
+
+def balanced_weights(any_labels: np.ndarray) -> np.ndarray:
+    """Sampling probabilities that give positive and negative slices equal total weight."""
+    y = np.asarray(any_labels) > 0.5
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise DataError("class-balanced sampling needs both positive and negative slices in the training split")
+    w = np.where(y, 0.5 / n_pos, 0.5 / n_neg)
+    return w / w.sum()
+
+
+def epoch_order(n: int, epoch: int, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The slice order of one epoch: a permutation, or ``n`` weighted draws with replacement."""
+    rng = _rng(seed, 4, epoch)
+    if weights is None:
+        return rng.permutation(n)
+    return rng.choice(n, size=n, replace=True, p=weights)
+
+
+class SliceDataset(Dataset):
+    """Slices of an ``xaiseg.data`` data set, windowed and resized; optional left-right flips.
+
+    Items are indexed by ``(position_in_subset, epoch, draw)`` so the flip of a draw is fixed by
+    ``(seed, epoch, draw)``.
+    """
+
+    def __init__(self, dataset: Any, indices: Sequence[int], preprocessor: Any, *, seed: int, augment: bool) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+        self.preprocessor, self.seed, self.augment = preprocessor, seed, augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pos, epoch, draw = key if isinstance(key, tuple) else (key, -1, -1)
+        item = self.dataset[self.indices[pos]]
+        image = np.asarray(self.preprocessor(np.asarray(item["image"], dtype=np.float32))[0], dtype=np.float32)
+        if self.augment and epoch >= 0 and _rng(self.seed, 5, epoch, draw).random() < 0.5:
+            image = image[..., ::-1]  # left-right: hemorrhage occurs on either side
+        labels = np.asarray(item["labels"], dtype=np.float32)
+        if labels.shape != (6,):
+            raise DataError(f"slice labels must have 6 entries (LABELS order), got shape {labels.shape}")
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(labels)
+
+
+@dataclass
+class EpochSampler:
+    """Batch sampler yielding ``(pos, epoch, draw)`` keys for one epoch of a SliceDataset."""
+
+    order: np.ndarray
+    epoch: int
+    batch_size: int
+    drop_last: bool = False
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        keys = [(int(p), self.epoch, i) for i, p in enumerate(self.order)]
+        for i in range(0, len(keys), self.batch_size):
+            b = keys[i : i + self.batch_size]
+            if self.drop_last and len(b) < self.batch_size:
+                return
+            yield b
+
+    def __len__(self) -> int:
+        n = len(self.order)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def open_training_data(path: str, layout: str) -> Any:
+    """Open a data set with ``xaiseg.data.open_dataset``; errors stay one-line DataErrors."""
+    from ..data import open_dataset
+
+    if layout not in ("physionet", "rsna", "folder"):
+        raise ConfigError(f"unknown layout {layout!r}: use physionet, rsna, folder or phantom")
+    return open_dataset(path, layout=layout)
