@@ -9,6 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
+
 PACKAGES = ("xaiseg", "torch", "timm", "captum", "grad-cam", "numpy", "scipy", "scikit-image", "nibabel")
 
 
@@ -38,6 +40,17 @@ def checkpoint_hash(directory: Path) -> str:
     for p in files:
         h.update(str(p.relative_to(directory) if p != directory else p.name).encode())
         h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def state_dict_hash(model: Any) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, values) for a model passed in
+    memory rather than as a checkpoint folder."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -191,12 +191,17 @@ def run(
     keep_cache: bool = False,
     progress: bool = True,
     montage_slices: int = 6,
+    dataset: Any = None,
+    model: Any = None,
     _after_unit: Callable[[str, int], None] | None = None,
 ) -> BenchmarkResult:
     """Run the benchmark and write its outputs to ``out``; see docs/benchmark.md.
 
     ``data=None`` uses the built-in phantom (generated once into the cache) and
-    ``checkpoint=None`` the shipped default classifier. ``_after_unit`` is a test hook called
+    ``checkpoint=None`` the shipped default classifier. Instead of paths, an open ``dataset``
+    (``.records`` plus items as :func:`xaiseg.data.open_dataset` yields them) and a loaded
+    ``model`` (``.model``, ``.config``, ``.preprocessor`` as :func:`xaiseg.load_model` returns)
+    may be passed. ``_after_unit`` is a test hook called
     after every finished (method, batch) unit (raise from it to simulate a crash).
     """
     t_start = time.perf_counter()
@@ -213,22 +218,31 @@ def run(
 
     from .defaults import resolve_checkpoint, resolve_data
 
-    data_path, layout = resolve_data(data, layout, progress=progress)
-    checkpoint_dir = resolve_checkpoint(checkpoint)
+    if dataset is None:
+        from ..data import open_dataset  # the data layer is only needed now
 
-    from ..data import open_dataset  # the data layer and the model loader are only needed now
-    from .. import load_model
+        data_path, layout = resolve_data(data, layout, progress=progress)
+        ds_kwargs: dict[str, Any] = {}
+        if brain_mask not in ("auto", "none"):
+            ds_kwargs["brain_dir"] = Path(brain_mask)
+        dataset = open_dataset(data_path, layout, **ds_kwargs)
+    else:
+        data_path = Path(data) if data is not None else None
+    if model is None:
+        from .. import load_model
 
-    ds_kwargs: dict[str, Any] = {}
-    if brain_mask not in ("auto", "none"):
-        ds_kwargs["brain_dir"] = Path(brain_mask)
-    dataset = open_dataset(data_path, layout, **ds_kwargs)
+        checkpoint_dir = resolve_checkpoint(checkpoint)
+        loaded = load_model(checkpoint_dir, device=dev)
+        ck_hash = provenance.checkpoint_hash(checkpoint_dir)
+    else:
+        loaded, checkpoint_dir = model, None
+        loaded.model.to(dev)
+        ck_hash = provenance.state_dict_hash(loaded.model)
     records = list(dataset.records)
     slice_ids = _select(records, positives_only, limit)
     batches = [slice_ids[i : i + batch_size] for i in range(0, len(slice_ids), batch_size)]
     batch_of = {sid: b for b, ids in enumerate(batches) for sid in ids}
 
-    loaded = load_model(checkpoint_dir, device=dev)
     model = loaded.model.eval()
     cfg = dict(loaded.config)
     target = int(cfg.get("target_index", 1))
@@ -253,14 +267,14 @@ def run(
 
     out_dir = Path(out) if out is not None else default_out_dir()
     config = {
-        "data": str(data_path), "layout": layout, "checkpoint": str(checkpoint_dir),
+        "data": None if data_path is None else str(data_path), "layout": layout,
+        "checkpoint": None if checkpoint_dir is None else str(checkpoint_dir),
         "methods": method_names, "threshold": strategy.spec, "folds": k, "brain_mask": brain_mask,
         "batch_size": batch_size, "limit": limit, "positives_only": positives_only, "seed": seed,
         "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model"),
         "task": task, "target_index": target,
     }
-    fingerprint = provenance.data_fingerprint(records, Path(data_path))
-    ck_hash = provenance.checkpoint_hash(checkpoint_dir)
+    fingerprint = provenance.data_fingerprint(records, data_path)
     # what must not change between a run and its resumption (the device may: CPU results are
     # deterministic; on CUDA some kernels are not, see docs)
     key_src = {k2: v for k2, v in config.items() if k2 != "device"} | {
