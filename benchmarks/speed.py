@@ -1,0 +1,269 @@
+"""Speed and memory of the attribution methods, measured side by side against the floor.
+
+The floor is the least work any gradient-weighted attention method must do: one forward pass
+that keeps the softmax inputs Z of the used stages, then ``torch.autograd.grad`` of the target
+logit with respect to those Z — nothing else. It is implemented here with bare hooks, sharing
+no code with xaiseg, so a slow capture machinery cannot hide inside the reference.
+
+Every configuration is timed in the same process, interleaved repeat by repeat (so drift in
+clock speed or background load hits all of them alike), after warm-up; figures are medians.
+
+    python benchmarks/speed.py                       # Swin-B 384 (paper), CPU: batches 1 and 4
+    python benchmarks/speed.py --model tiny --batch-sizes 1,8,32 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+import xaiseg
+
+PAPER = "swin_base_patch4_window12_384"
+DEFAULT_METHODS = ("hgi-sam", "swin-sam", "gradcam", "rollout", "captum:Saliency")
+FORWARD_ONLY = {"swin-sam", "rollout", "centre-prior", "random"}
+
+
+def build_model(name: str, device: torch.device) -> torch.nn.Module:
+    try:  # presets (tiny, paper, ...) come from the training module when it is installed
+        from xaiseg.training.presets import build_model as build_preset, PRESETS  # type: ignore
+
+        if name in PRESETS:
+            return build_preset(name, num_classes=2).to(device).eval()
+    except ImportError:
+        pass
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=2).to(device).eval()
+
+
+# ------------------------------------------------------------------------------------ memory
+class PeakMemory:
+    """Peak extra memory of a call: CUDA max-allocated on GPU, sampled RSS on CPU.
+
+    On CPU the process runs with a fixed glibc mmap threshold (see ``_fixed_mmap_threshold``),
+    so every tensor above 64 KiB is its own mapping, returned to the OS when freed: RSS then
+    tracks live tensor memory instead of the allocator's high-water mark.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = _rss()
+            self.peak = self.base
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.extra = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss())
+            self.extra = self.peak - self.base
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: fall back to the (never decreasing) max RSS
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ------------------------------------------------------------------------------------ floors
+def plain_forward(model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
+    def run(x: torch.Tensor) -> object:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int) -> Callable[[torch.Tensor], object]:
+    softmaxes = [blk.attn.softmax for i in stages for blk in model.layers[i].blocks]
+    for blk in (b for i in stages for b in model.layers[i].blocks):
+        blk.attn.fused_attn = False
+
+    def run(x: torch.Tensor) -> object:
+        scores: list[torch.Tensor] = []
+        hooks = [s.register_forward_hook(lambda m, a, o: scores.append(a[0])) for s in softmaxes]
+        try:
+            with torch.enable_grad():
+                logits = model(x.detach().requires_grad_(True))
+                grads = torch.autograd.grad(logits[:, target].sum(), scores)
+        finally:
+            for h in hooks:
+                h.remove()
+        return grads
+
+    return run
+
+
+# ------------------------------------------------------------------------------------ timing
+@dataclass
+class Row:
+    name: str
+    batch: int
+    seconds_per_image: float
+    ratio_to_floor: float | None = None
+    ratio_to_forward: float | None = None
+    peak_mb_per_image: float | None = None
+    ratio_mem_to_floor: float | None = None
+    samples: list[float] = field(default_factory=list)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, repeats: int, warmup: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    device = x.device
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    peaks: dict[str, int] = {}
+    for _ in range(warmup):
+        for fn in configs.values():
+            fn(x)
+    for name, fn in configs.items():  # memory: one dedicated call each, outside the timed runs
+        with PeakMemory(device) as pm:
+            fn(x)
+        peaks[name] = pm.extra
+    for _ in range(repeats):
+        for name, fn in configs.items():  # interleaved: drift hits every configuration alike
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(x)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times, peaks
+
+
+def _fixed_mmap_threshold() -> None:
+    """Re-execute once with a fixed malloc mmap threshold so that RSS measures live memory
+    (glibc's dynamic threshold otherwise keeps freed tensors in the heap, hiding every peak
+    after the first call)."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # orig_argv: as typed, incl. -m/-c
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=PAPER, help=f"timm Swin name or xaiseg preset (default {PAPER}, pretrained=False)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,4 on CPU; 1,8,32 on GPU)")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of registered methods")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here ('-' = stdout)")
+    args = ap.parse_args(argv)
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gpu = device.type == "cuda"
+    batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if gpu else "1,4")).split(",")]
+    repeats = args.repeats or (10 if gpu else 2)
+    methods = [m for m in args.methods.split(",") if m]
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = False  # measure the float32 model as the user gets it
+
+    model = build_model(args.model, device)
+    adapter = xaiseg.get_adapter(model)
+    hgi_stages = tuple(range(min(3, len(adapter.stages))))
+    target = 1
+    configs: dict[str, Callable[[torch.Tensor], object]] = {
+        "forward": plain_forward(model),
+        "floor": gradient_floor(model, hgi_stages, target),
+    }
+    for name in methods:
+        try:
+            inst = xaiseg.get_method(name)(model)
+        except Exception as exc:  # a method that is not installed is reported, not fatal
+            print(f"skipping {name}: {exc}", file=sys.stderr)
+            continue
+        configs[name] = (lambda inst: (lambda x: inst.attribute(x, target=target)))(inst)
+
+    rows: list[Row] = []
+    h, w = adapter.input_size
+    for b in batches:
+        x = torch.rand(b, adapter.in_chans, h, w, device=device)
+        times, peaks = measure(configs, x, repeats, args.warmup)
+        med = {k: statistics.median(v) / b for k, v in times.items()}
+        for name in configs:
+            rows.append(
+                Row(
+                    name=name,
+                    batch=b,
+                    seconds_per_image=med[name],
+                    ratio_to_floor=med[name] / med["floor"],
+                    ratio_to_forward=med[name] / med["forward"],
+                    peak_mb_per_image=peaks[name] / b / 2**20,
+                    ratio_mem_to_floor=peaks[name] / peaks["floor"] if peaks["floor"] > 0 else None,
+                    samples=[t / b for t in times[name]],
+                )
+            )
+
+    info = {
+        "model": args.model,
+        "device": torch.cuda.get_device_name(device) if gpu else f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
+        "torch": torch.__version__,
+        "xaiseg": xaiseg.__version__,
+        "input": [adapter.in_chans, h, w],
+        "hgi_sam_stages": list(hgi_stages),
+        "repeats": repeats,
+        "warmup": args.warmup,
+        "memory": "CUDA max_memory_allocated above the baseline" if gpu else "peak RSS above the baseline, sampled every 2 ms",
+    }
+    print(f"model {args.model}  input {h}x{w}  device {info['device']}  repeats {repeats} (median)")
+    print(f"{'method':<18}{'batch':>6}{'ms/img':>10}{'x floor':>9}{'x fwd':>8}{'MB/img':>9}{'mem x floor':>12}")
+    for r in rows:
+        mem = f"{r.peak_mb_per_image:9.1f}" if r.peak_mb_per_image is not None else f"{'-':>9}"
+        rmem = f"{r.ratio_mem_to_floor:12.2f}" if r.ratio_mem_to_floor is not None else f"{'-':>12}"
+        print(f"{r.name:<18}{r.batch:>6}{r.seconds_per_image * 1e3:10.1f}{r.ratio_to_floor:9.2f}{r.ratio_to_forward:8.2f}{mem}{rmem}")
+    if gpu and len(batches) > 1:
+        fl = {r.batch: r.seconds_per_image for r in rows if r.name == "hgi-sam"}
+        if fl:
+            print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
+    if args.json_path:
+        payload = json.dumps({"info": info, "rows": [asdict(r) for r in rows]}, indent=2)
+        if args.json_path == "-":
+            print(payload)
+        else:
+            with open(args.json_path, "w") as f:
+                f.write(payload)
+    return 0
+
+
+if __name__ == "__main__":
+    _fixed_mmap_threshold()
+    sys.exit(main())
