@@ -1,0 +1,144 @@
+"""What every xaiseg CT data set has in common: per-slice records, lazy items, bad-input policy.
+
+A data set is a ``torch.utils.data.Dataset`` of 2-D axial slices. Its ``records`` (one
+:class:`SliceRecord` per item, same order) are known without reading any pixel, so folds can be
+made subject-wise and sampling class-balanced before a single volume is opened. ``ds[i]`` reads
+the slice lazily and returns a dict (see docs/data.md):
+
+- ``image``: float32 tensor (H, W), Hounsfield units
+- ``mask``: uint8 tensor (H, W), 1 = hemorrhage (absent for RSNA, which has no masks)
+- ``labels``: float32 tensor (6,), ``LABELS`` order (subtypes + "any"); NaN = not known
+- ``subject`` (str), ``slice`` (1-based, as in the label CSV), ``slice_index`` (0-based along
+  the volume's slice axis), ``spacing`` ((row_mm, col_mm)), ``source`` (file)
+- ``brain``: uint8 tensor (H, W), only if the data set has brain masks
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .constants import LABELS
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One slice, known without reading pixels."""
+
+    subject: str
+    slice: int  # 1-based slice number, as in the label CSV
+    slice_index: int  # 0-based index along the volume's slice axis
+    labels: tuple[float, ...]  # len(LABELS), LABELS order; NaN = not known
+    source: str  # the image file
+
+    @property
+    def any(self) -> bool:
+        return bool(self.labels[-1] > 0.5)
+
+
+class BadInput:
+    """Collects problems with the input: raise at once, or (``skip_bad``) count and report."""
+
+    def __init__(self, skip_bad: bool, what: str):
+        self.skip_bad, self.what = skip_bad, what
+        self.messages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if not self.skip_bad:
+            raise DataError(message)
+        self.messages.append(message)
+
+    def report(self) -> None:
+        if self.messages:
+            warnings.warn(
+                f"{self.what}: skipped {len(self.messages)} bad item(s); first: {self.messages[0]}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+class LRUCache:
+    """At most ``maxsize`` loaded volumes, least recently used dropped first.
+
+    Memory stays bounded whatever the number of subjects (each DataLoader worker holds its own).
+    """
+
+    def __init__(self, maxsize: int = 4):
+        self.maxsize = max(1, int(maxsize))
+        self._d: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        value = load()
+        self._d[key] = value
+        while len(self._d) > self.maxsize:
+            self._d.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+def label_vector(values: dict[str, float]) -> tuple[float, ...]:
+    """A LABELS-ordered tuple from a {label: value} dict; missing labels are NaN (unknown)."""
+    return tuple(float(values.get(name, float("nan"))) for name in LABELS)
+
+
+def check_finite(arr: np.ndarray, where: str) -> None:
+    if not np.isfinite(arr).all():
+        n = int((~np.isfinite(arr)).sum())
+        raise DataError(f"{where}: {n} NaN/Inf voxel(s)")
+
+
+class CTSliceDataset(Dataset):
+    """Base class: ``records`` plus lazy ``__getitem__``; subclasses implement ``_load(record)``."""
+
+    layout = "?"
+    has_masks = True
+
+    def __init__(self) -> None:
+        self.records: list[SliceRecord] = []
+        self.skipped: list[str] = []  # one message per skipped bad item (skip_bad=True)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self.records) <= index < len(self.records):
+            raise IndexError(f"slice index {index} out of range for a data set of {len(self.records)} slices")
+        rec = self.records[index]
+        item = self._load(rec)
+        item.update(
+            subject=rec.subject,
+            slice=rec.slice,
+            slice_index=rec.slice_index,
+            source=rec.source,
+            labels=torch.tensor(rec.labels, dtype=torch.float32),
+        )
+        return item
+
+    def _load(self, rec: SliceRecord) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subject ids in first-appearance order."""
+        return list(dict.fromkeys(r.subject for r in self.records))
+
+    def __repr__(self) -> str:
+        n_pos = sum(r.any for r in self.records)
+        return (
+            f"{type(self).__name__}({len(self.records)} slices, {len(self.subjects)} subjects, "
+            f"{n_pos} hemorrhage-positive, {len(self.skipped)} skipped)"
+        )
