@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,66 +15,29 @@ import torch.nn.functional as F
 from xaiseg.benchmark import run
 from xaiseg.errors import ConfigError
 
-from .conftest import tiny_swin
+from .benchmark_helpers import make_checkpoint, make_phantom
 
-SIZE, INPUT = 40, 32
 METHODS = ["hgi-sam", "swin-sam"]
 
 
-class _Geometry:
-    def __init__(self, shape):
-        self.shape = shape
-
-    def to_original(self, m):
-        t = torch.as_tensor(np.asarray(m, dtype=np.float32))[None, None]
-        return F.interpolate(t, size=self.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
 
 
-def _preprocess(hu, mask, brain):
-    t = F.interpolate(torch.as_tensor(hu)[None, None], size=(INPUT, INPUT), mode="bilinear", align_corners=False)[0]
-    img = torch.cat([((t - (c - w / 2)) / w).clamp(0, 1) for c, w in ((40, 120), (80, 200), (600, 2800))])
-    return img, None, None, _Geometry(hu.shape)
-
-
-class _Data:
-    """5 subjects × 4 slices; square 'bleeds' of +40 HU on noise; brain = all but a border."""
-
-    def __init__(self, seed=0):
-        rng = np.random.default_rng(seed)
-        self.items = []
-        for s in range(5):
-            for k in range(4):
-                hu = rng.normal(30, 5, (SIZE, SIZE)).astype(np.float32)
-                mask = np.zeros((SIZE, SIZE), np.uint8)
-                labels = np.zeros(6, np.float32)
-                if (s + k) % 3:
-                    r, c = rng.integers(8, SIZE - 8, 2)
-                    mask[r - 4 : r + 4, c - 3 : c + 4] = 1
-                    hu[mask > 0] += 40
-                    labels[[1, 5]] = 1
-                brain = np.zeros((SIZE, SIZE), np.uint8)
-                brain[2:-2, 2:-2] = 1
-                self.items.append({"image": hu, "mask": mask, "labels": labels, "subject": f"s{s}", "slice": k + 1,
-                                   "slice_index": k, "spacing": (0.8, 0.9), "source": f"s{s}.nii", "brain": brain})
-        self.records = [SimpleNamespace(subject=i["subject"], slice=i["slice"], labels=i["labels"]) for i in self.items]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return dict(self.items[i])
-
-
-def _model():
-    m = tiny_swin(img_size=INPUT, window_size=4, depths=(2, 2, 2), num_heads=(1, 2, 2), embed_dim=8)
-    return SimpleNamespace(model=m, config={"target_index": 1, "task": "binary", "model": "tiny-test"}, preprocessor=_preprocess)
-
-
-def _run(out, **kw):
-    args = dict(dataset=_Data(), model=_model(), methods=METHODS, threshold="grid", folds=3, batch_size=6,
+def _run(assets, out, **kw):
+    data, ckpt = assets
+    args = dict(data=data, checkpoint=ckpt, methods=METHODS, threshold="grid", folds=3, batch_size=8,
                 out=out, figures=False, progress=False)
     args.update(kw)
     return run(**args)
+
+
+def _dataset(assets):
+    from xaiseg.data import open_dataset
+
+    return open_dataset(assets[0], "physionet")
 
 
 def _csv(path):
@@ -84,17 +46,17 @@ def _csv(path):
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory):
+def full(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "run"
-    return _run(out, figures=True, keep_cache=True, montage_slices=3)
+    return _run(assets, out, figures=True, keep_cache=True, montage_slices=3, save_maps=True)
 
 
 def test_every_output_file_and_its_columns(full):
     out = full.out
     rows = _csv(out / "slices.csv")
-    assert len(rows) == len(METHODS) * 20
+    assert len(rows) == len(METHODS) * 30
     for col in ("method", "subject", "slice", "fold", "role", "any", "prob", "threshold", "dice", "iou", "hd95",
-                "auroc", "relevance_mass", "pointing_game", "pred_area_px", "pred_area_mm2", "intraparenchymal"):
+                "auroc", "relevance_mass", "pointing_game", "pred_area_px", "pred_area_mm2", "subdural", "epidural"):
         assert col in rows[0], col
     summary = _csv(out / "summary.csv")
     assert [r["method"] for r in summary] == full.summary["ranking"] and len(summary) == 2
@@ -103,11 +65,14 @@ def test_every_output_file_and_its_columns(full):
                 "detection_sensitivity", "detection_specificity", "detection_f1", "detection_accuracy"):
         assert col in summary[0], col
     assert len(summary[0]["fold_thresholds"].split(";")) == 3
-    assert {r["subtype"] for r in _csv(out / "summary_by_subtype.csv")} == {"intraparenchymal"}
-    assert len({r["subject"] for r in _csv(out / "summary_by_subject.csv")}) == 5
+    rows0 = [r for r in rows if r["method"] == METHODS[0] and r["role"] == "positive"]
+    assert {r["subtype"] for r in _csv(out / "summary_by_subtype.csv")} == {
+        st for st in ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
+        if any(r[st] == "1" for r in rows0)}
+    assert {r["subject"] for r in _csv(out / "summary_by_subject.csv")} == {r["subject"] for r in rows0}
     js = json.loads((out / "summary.json").read_text())
     assert set(js["methods"]) == set(METHODS) and "detection" in js and js["ranking"] == full.summary["ranking"]
-    assert set(js["methods"]["hgi-sam"]["per_subject"]) == {f"s{i}" for i in range(5)}
+    assert set(js["methods"]["hgi-sam"]["per_subject"]) == {r["subject"] for r in rows0}
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "complete"
     for pkg in ("xaiseg", "torch", "timm", "captum", "grad-cam"):
@@ -123,17 +88,17 @@ def test_every_output_file_and_its_columns(full):
 
 def _eval_map(raw, item):
     # independent re-implementation of "back to the original grid, brain-mask, renormalise"
-    m = F.interpolate(torch.tensor(raw.astype(np.float32))[None, None], size=item["mask"].shape,
+    m = F.interpolate(torch.tensor(raw.astype(np.float32))[None, None], size=tuple(item["mask"].shape),
                       mode="bilinear", align_corners=False)[0, 0].numpy().astype(np.float64)
-    m = m * item["brain"]
+    m = m * np.asarray(item["brain"])
     lo, hi = m.min(), m.max()
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
 
 
-def test_scores_and_grid_thresholds_match_an_independent_recomputation(full):
+def test_scores_and_grid_thresholds_match_an_independent_recomputation(assets, full):
     from xaiseg.benchmark.store import safe_name
 
-    data = _Data()
+    data = _dataset(assets)
     rows = _csv(full.out / "slices.csv")
     grid = np.round(np.arange(1, 100) / 100, 2)
     for method in METHODS:
@@ -152,7 +117,7 @@ def test_scores_and_grid_thresholds_match_an_independent_recomputation(full):
         for fold_info in full.summary["methods"][method]["thresholds"]:
             f = fold_info["fold"]
             calib = [r for r in pos if int(r["fold"]) != f]
-            means = [np.mean([dice(sal[int(r["slice_id"])] > t, data[int(r["slice_id"])]["mask"] > 0) for r in calib])
+            means = [np.mean([dice(sal[int(r["slice_id"])] > t, np.asarray(data[int(r["slice_id"])]["mask"]) > 0) for r in calib])
                      for t in grid]
             assert fold_info["threshold"] == pytest.approx(grid[int(np.argmax(means))], abs=1e-9)
         for r in mine:
@@ -161,23 +126,25 @@ def test_scores_and_grid_thresholds_match_an_independent_recomputation(full):
             assert t == full.summary["methods"][method]["thresholds"][int(r["fold"])]["threshold"]
             pred = sal[sid] > t
             assert int(r["pred_area_px"]) == pred.sum()
-            assert float(r["pred_area_mm2"]) == pytest.approx(pred.sum() * 0.8 * 0.9)
+            assert float(r["pred_area_mm2"]) == pytest.approx(pred.sum() * float(r["spacing_row_mm"]) * float(r["spacing_col_mm"]))
             if r["role"] == "positive":
-                assert float(r["dice"]) == pytest.approx(dice(pred, data[sid]["mask"] > 0), abs=1e-6)
+                assert float(r["dice"]) == pytest.approx(dice(pred, np.asarray(data[sid]["mask"]) > 0), abs=1e-6)
         dices = np.array([float(r["dice"]) for r in pos])
         st = full.summary["methods"][method]["metrics"]["dice"]
         assert st["mean"] == pytest.approx(dices.mean()) and st["std"] == pytest.approx(dices.std(ddof=1))
         assert st["sem"] == pytest.approx(dices.std(ddof=1) / np.sqrt(len(dices))) and st["n"] == len(dices)
 
 
-def test_detection_uses_the_models_probabilities(full):
+def test_detection_uses_the_models_probabilities(assets, full):
     from sklearn.metrics import roc_auc_score  # noqa: PLC0415 - independent reference
 
-    data, m = _Data(), _model()
-    x = torch.stack([_preprocess(data[i]["image"], None, None)[0] for i in range(len(data))])
+    import xaiseg
+
+    data, m = _dataset(assets), xaiseg.load_model(assets[1], device="cpu")
+    x = torch.stack([torch.as_tensor(m.preprocessor(data[i]["image"])[0]) for i in range(len(data))])
     with torch.no_grad():
         p = torch.softmax(m.model(x), dim=1)[:, 1].numpy()
-    y = np.array([data[i]["labels"][5] for i in range(len(data))])
+    y = np.array([float(data[i]["labels"][5]) for i in range(len(data))])
     rows = [r for r in _csv(full.out / "slices.csv") if r["method"] == METHODS[0]]
     np.testing.assert_allclose([float(r["prob"]) for r in rows], p, atol=1e-5)
     assert full.summary["detection"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
@@ -187,8 +154,9 @@ class _Crash(RuntimeError):
     pass
 
 
-def test_crash_then_resume_equals_uninterrupted(tmp_path):
-    ref = _run(tmp_path / "ref")
+def test_crash_then_resume_equals_uninterrupted(assets, tmp_path):
+    small = dict(limit=16, batch_size=4, folds=2)  # 4 batches × 2 methods = 8 units
+    ref = _run(assets, tmp_path / "ref", **small)
     calls = []
 
     def crash_after_three(method, batch):
@@ -197,16 +165,16 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
             raise _Crash("simulated crash")
 
     with pytest.raises(_Crash):
-        _run(tmp_path / "crash", _after_unit=crash_after_three)
+        _run(assets, tmp_path / "crash", _after_unit=crash_after_three, **small)
     partial = _csv(tmp_path / "crash" / "slices.csv")
-    assert len(partial) == 3 * 6
+    assert len(partial) == 3 * 4
     with open(tmp_path / "crash" / "slices.csv", "a") as fh:  # a row cut short by the crash
-        fh.write("hgi-sam,7,1,s1,4,0,posi")
+        fh.write("hgi-sam,9,1,002,4,0,posi")
     with pytest.raises(ConfigError, match="already holds a benchmark run"):
-        _run(tmp_path / "crash")
+        _run(assets, tmp_path / "crash", **small)
     with pytest.raises(ConfigError, match="different configuration"):
-        _run(tmp_path / "crash", resume=True, threshold="otsu")
-    resumed = _run(tmp_path / "crash", resume=True)
+        _run(assets, tmp_path / "crash", resume=True, threshold="otsu", **small)
+    resumed = _run(assets, tmp_path / "crash", resume=True, **small)
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "map_seconds"} for r in rows]
@@ -223,17 +191,36 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["otsu", "mean", "fixed:0.5", "percentile:90"])
-def test_per_map_thresholds_are_applied_per_slice(tmp_path, spec):
+def test_per_map_thresholds_are_applied_per_slice(assets, tmp_path, spec):
     from xaiseg.thresholds import parse_threshold
 
-    res = _run(tmp_path / "o", threshold=spec, methods=["swin-sam"], keep_cache=True, positives_only=True, limit=6)
+    res = _run(assets, tmp_path / "o", threshold=spec, methods=["swin-sam"], keep_cache=True, positives_only=True, limit=6)
     rows = _csv(tmp_path / "o" / "slices.csv")
     assert len(rows) == 6 and all(r["role"] == "positive" for r in rows)
     from xaiseg.benchmark.store import safe_name
 
     maps = np.load(tmp_path / "o" / "cache" / safe_name("swin-sam") / "batch-000000.npz")["maps"]
-    data = _Data()
+    data = _dataset(assets)
     for j, r in enumerate(rows):
         sal = _eval_map(maps[j], data[int(r["slice_id"])])
         assert float(r["threshold"]) == pytest.approx(parse_threshold(spec).threshold(sal), abs=1e-5)
     assert res.summary["methods"]["swin-sam"]["thresholds"] == []
+
+
+def test_saved_maps_are_niftis_on_the_original_grid(assets, full):
+    import nibabel as nib
+
+    from xaiseg.benchmark.store import safe_name
+    from xaiseg.data.nifti import display_transform
+
+    data = _dataset(assets)
+    rows = [r for r in _csv(full.out / "slices.csv") if r["method"] == "hgi-sam"]
+    maps = np.load(full.out / "cache" / safe_name("hgi-sam") / "batch-000000.npz")["maps"]
+    ids = [int(r["slice_id"]) for r in rows if r["batch"] == "0"]
+    for j, sid in enumerate(ids[:3]):
+        item = data[sid]
+        ct = nib.load(item["source"])
+        vol = nib.load(full.out / "maps" / safe_name("hgi-sam") / f"{item['subject']}.nii.gz")
+        assert vol.shape == ct.shape and np.allclose(vol.affine, ct.affine)
+        shown = display_transform(ct).apply(np.asarray(vol.dataobj)[:, :, item["slice_index"]])
+        np.testing.assert_allclose(shown, _eval_map(maps[j], item), atol=1e-5)

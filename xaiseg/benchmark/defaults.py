@@ -44,7 +44,7 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
     try:
         if progress:
             print(f"generating the benchmark phantom once into {target} ...", flush=True)
-        write_phantom(tmp, **params)
+        write_phantom(tmp, progress=progress, **params)
         (tmp / ".complete").write_text(json.dumps(params, sort_keys=True) + "\n")
         if target.exists():  # a stale, incomplete folder from an interrupted earlier attempt
             shutil.rmtree(target, ignore_errors=True)

@@ -225,7 +225,10 @@ def run(
         ds_kwargs: dict[str, Any] = {}
         if brain_mask not in ("auto", "none"):
             ds_kwargs["brain_dir"] = Path(brain_mask)
-        dataset = open_dataset(data_path, layout, **ds_kwargs)
+        try:
+            dataset = open_dataset(data_path, layout, **ds_kwargs)
+        except TypeError:
+            raise ConfigError(f"--brain-mask DIR is not supported for the {layout!r} layout; use auto or none") from None
     else:
         data_path = Path(data) if data is not None else None
     if model is None:
@@ -318,6 +321,8 @@ def run(
             continue
         loaded_slices = [slices.load(sid) for sid in ids]
         x = torch.stack([s[0] for s in loaded_slices]).to(dev)
+        if hasattr(loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
+            x = loaded.normalize(x)
         with torch.no_grad():
             probs = _probability(model(x).float(), task, target).cpu().numpy().astype(np.float64)
         for method in missing:

@@ -1,0 +1,30 @@
+"""A tiny generated data set (the built-in phantom, PhysioNet layout) and a tiny untrained Swin
+checkpoint written exactly as `xaiseg train` writes one, for the benchmark tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import tiny_swin
+
+INPUT = 32
+MODEL_KWARGS = {"img_size": INPUT, "patch_size": 4, "window_size": 4, "embed_dim": 8, "depths": [2, 2, 2],
+                "num_heads": [1, 2, 2]}
+
+
+def make_phantom(out: Path) -> Path:
+    from xaiseg.data.phantom_writer import write_phantom
+
+    # 5 subjects × 6 slices at 64²: 4 subjects carry hemorrhages (enough for 3 subject-wise folds)
+    return write_phantom(out, subjects=5, slices_per_subject=6, size=64, prevalence=0.8, seed=0, progress=False)
+
+
+def make_checkpoint(out: Path) -> Path:
+    from xaiseg.training import save_checkpoint
+
+    model = tiny_swin(img_size=INPUT, window_size=4, depths=(2, 2, 2), num_heads=(1, 2, 2), embed_dim=8)
+    config = {
+        "timm_name": "swin_tiny_patch4_window7_224", "model_kwargs": MODEL_KWARGS, "num_classes": 2, "in_chans": 3,
+        "task": "binary", "class_names": ["no_hemorrhage", "hemorrhage"], "target_index": 1, "input_size": INPUT,
+        "windows": [[40.0, 120.0], [80.0, 200.0], [600.0, 2800.0]], "model": "tiny-test",
+    }
+    return save_checkpoint(out, model, config)
