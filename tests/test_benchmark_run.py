@@ -224,3 +224,22 @@ def test_saved_maps_are_niftis_on_the_original_grid(assets, full):
         assert vol.shape == ct.shape and np.allclose(vol.affine, ct.affine)
         shown = display_transform(ct).apply(np.asarray(vol.dataobj)[:, :, item["slice_index"]])
         np.testing.assert_allclose(shown, _eval_map(maps[j], item), atol=1e-5)
+
+
+def test_explain_writes_the_benchmarks_maps_on_the_scans_grid(assets, full, tmp_path):
+    import nibabel as nib
+
+    from xaiseg.benchmark.explain import explain_scan
+    from xaiseg.benchmark.store import safe_name
+
+    data, ckpt = assets
+    scan = data / "ct_scans" / "002.nii"
+    vol, path = explain_scan(ckpt, scan, method="hgi-sam", out=tmp_path / "maps.nii.gz",
+                             brain_mask=data / "brain_masks" / "002.nii", progress=False)
+    ours, ref = nib.load(path), nib.load(scan)
+    assert ours.shape == ref.shape and np.allclose(ours.affine, ref.affine)
+    assert ours.header.get_data_dtype() == np.float32
+    bench = np.asarray(nib.load(full.out / "maps" / safe_name("hgi-sam") / "002.nii.gz").dataobj)
+    # same pipeline; only the batch composition differs (float16 rounding of the cached map)
+    np.testing.assert_allclose(np.asarray(ours.dataobj), bench, atol=2e-3)
+    assert 0.0 <= vol.min() and vol.max() <= 1.0

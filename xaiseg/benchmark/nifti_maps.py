@@ -51,23 +51,30 @@ class MapVolumes:
         cur = self.current.get(method)
         if cur is None:
             return
-        import nibabel as nib
-
         _src, (img, subject), vol, _tf = cur
-        header = img.header.copy()
-        header.set_data_dtype(np.float32)
-        header["scl_slope"], header["scl_inter"] = 1.0, 0.0
-        data = vol.reshape(img.shape) if vol.size == int(np.prod(img.shape)) else vol
-        out = nib.Nifti1Image(data, img.affine, header)
-        out.set_qform(img.get_qform(), code=int(img.header["qform_code"]))
-        out.set_sform(img.get_sform(), code=int(img.header["sform_code"]))
         path = self.out / safe_name(method) / f"{subject}.nii.gz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(out, str(path))
-        self.written.append(path)
+        self.written.append(save_like(img, vol, path))
         self.current[method] = None
 
     def write(self) -> Path:
         for m in list(self.current):
             self._flush(m)
         return self.out
+
+
+def save_like(ref_img, volume: np.ndarray, path: Path) -> Path:
+    """Write ``volume`` (the voxel grid of ``ref_img``) as float32 NIfTI with ``ref_img``'s
+    affine, qform/sform codes and header, so viewers overlay it on the scan exactly."""
+    import nibabel as nib
+
+    header = ref_img.header.copy()
+    header.set_data_dtype(np.float32)
+    data = np.asarray(volume, dtype=np.float32).reshape(ref_img.shape)
+    out = nib.Nifti1Image(data, ref_img.affine, header)
+    out.header.set_slope_inter(1.0, 0.0)
+    out.set_qform(ref_img.get_qform(), code=int(ref_img.header["qform_code"]))
+    out.set_sform(ref_img.get_sform(), code=int(ref_img.header["sform_code"]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(out, str(path))
+    return path

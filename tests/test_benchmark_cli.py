@@ -1,0 +1,90 @@
+"""`xaiseg benchmark` / `xaiseg explain` on the command line: a small run prints the summary
+table; bad arguments give one-line errors and exit status 1."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from xaiseg.cli import main
+
+from .benchmark_helpers import make_checkpoint, make_phantom
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-assets")
+    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+
+
+def _invoke(args):
+    return CliRunner().invoke(main, args)
+
+
+def test_small_run_prints_the_summary_table(assets, tmp_path):
+    data, ckpt = assets
+    r = _invoke(["benchmark", "--data", str(data), "--checkpoint", str(ckpt), "--methods", "swin-sam",
+                 "--threshold", "otsu", "--positives-only", "--limit", "6", "--out", str(tmp_path / "o"),
+                 "--no-figures", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "method" in r.output and "swin-sam" in r.output and "classifier detection: AUC" in r.output
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--methods", "hgi-sam,nope"], "Error: unknown method 'nope'; available:"),
+        (["--threshold", "fixed:2"], "Error: threshold fixed:2: value must lie in [0, 1]"),
+        (["--threshold", "magic"], "Error: unknown threshold strategy 'magic'"),
+        (["--brain-mask", "/no/such/dir"], "Error: --brain-mask must be auto, none or a folder"),
+        (["--folds", "9"], "Error: 9 subject-wise folds need at least 9 subjects"),
+        (["--batch-size", "0"], "Error: --batch-size must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(assets, tmp_path, extra, message):
+    data, ckpt = assets
+    r = _invoke(["benchmark", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
+                 "--no-figures", "--methods", "swin-sam", *extra])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(message), r.output
+    assert r.output.strip().count("\n") == 0 and "Traceback" not in r.output
+
+
+def test_missing_data_and_wrong_checkpoints_are_one_line_errors(assets, tmp_path):
+    data, ckpt = assets
+    base = ["benchmark", "--out", str(tmp_path / "o"), "--methods", "swin-sam", "--no-figures"]
+    r = _invoke(base + ["--data", str(tmp_path / "nothing"), "--checkpoint", str(ckpt)])
+    assert r.exit_code == 1 and r.output.startswith("Error: data path") and "does not exist" in r.output
+    r = _invoke(base + ["--data", str(data), "--checkpoint", str(tmp_path / "nockpt")])
+    assert r.exit_code == 1 and r.output.startswith("Error: checkpoint") and "does not exist" in r.output
+    # a checkpoint whose weights belong to another model than its config describes
+    other = make_checkpoint(tmp_path / "other")
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["model_kwargs"]["embed_dim"] = 16
+    (other / "config.json").write_text(json.dumps(cfg))
+    r = _invoke(base + ["--data", str(data), "--checkpoint", str(other)])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and r.output.strip().count("\n") == 0, r.output
+    # a folder that is no checkpoint at all
+    r = _invoke(base + ["--data", str(data), "--checkpoint", str(data)])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and r.output.strip().count("\n") == 0, r.output
+
+
+def test_explain_command(assets, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    data, ckpt = assets
+    out = tmp_path / "m.nii.gz"
+    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
+                 "--method", "swin-sam", "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    ref = nib.load(data / "ct_scans" / "001.nii")
+    m = nib.load(out)
+    assert m.shape == ref.shape and np.allclose(m.affine, ref.affine)
+    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(tmp_path / "none.nii"), "--out", str(out)])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and "file not found" in r.output
+    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
+                 "--method", "nope", "--out", str(out)])
+    assert r.exit_code == 1 and r.output.startswith("Error: unknown method 'nope'")

@@ -1,0 +1,86 @@
+"""``xaiseg explain``: one method's maps for one scan, written on the scan's own grid.
+
+The maps go through exactly the benchmark's steps (model-grid map, float16 rounding, back to
+the original slice grid, brain mask, min–max), so they equal what ``xaiseg benchmark
+--save-maps`` writes for the same scan, method, checkpoint and brain mask.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from ..registry import UnknownNameError, get_method, list_methods
+from .evaluate import SliceTruth, evaluation_map, quantize
+from .nifti_maps import save_like
+
+
+def explain_scan(
+    checkpoint: str | Path,
+    input: str | Path,
+    method: str = "hgi-sam",
+    out: str | Path | None = None,
+    brain_mask: str | Path = "auto",
+    device: str | torch.device | None = "auto",
+    batch_size: int = 8,
+    progress: bool = True,
+    method_options: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, Path | None]:
+    """Maps of every axial slice of the NIfTI scan ``input`` (voxel grid of the file, float32
+    in [0, 1]); written to ``out`` (NIfTI, same affine and header) when given.
+
+    ``brain_mask``: ``auto`` (computed from HU per slice), ``none``, or a NIfTI brain mask on
+    the scan's grid.
+    """
+    from .. import load_model
+    from ..data.brain import brain_mask as auto_brain
+    from ..data.nifti import load_volume, open_nifti, slice_item
+
+    try:
+        cls = get_method(method)
+    except UnknownNameError:
+        raise ConfigError(f"unknown method {method!r}; available: {', '.join(list_methods())}") from None
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    src = Path(input)
+    img = open_nifti(src)
+    brain_file = None
+    if str(brain_mask) not in ("auto", "none"):
+        brain_file = Path(brain_mask)
+        if not brain_file.exists():
+            raise DataError(f"{brain_file}: brain-mask file not found")
+    from .runner import _device
+
+    loaded = load_model(checkpoint, device=_device(device))
+    try:
+        explainer = cls(loaded.model, **(method_options or {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"method {method!r} cannot explain the checkpoint's model: {exc}") from None
+    vol = load_volume(src, None, brain_file)
+    n = int(vol["ct"].shape[2])
+    out_vol = np.zeros(tuple(vol["ct"].shape), dtype=np.float32)
+    target = int(loaded.config["target_index"])
+    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=not progress):
+        ks = list(range(start, min(n, start + batch_size)))
+        xs, truths = [], []
+        for k in ks:
+            item = slice_item(vol, k, f"{src} slice {k + 1}")
+            hu = np.asarray(item["image"], dtype=np.float32)
+            brain = None
+            if str(brain_mask) != "none":
+                brain = np.asarray(item["brain"]) > 0 if "brain" in item else auto_brain(hu, item["spacing"]) > 0
+            image, _m, _b, geometry = loaded.preprocessor(hu)
+            xs.append(torch.as_tensor(np.asarray(image)).float())
+            truths.append(SliceTruth(gt=np.zeros(hu.shape, bool), spacing=tuple(item["spacing"]), brain=brain, geometry=geometry))
+        x = torch.stack(xs).to(loaded.device)
+        if hasattr(loaded, "normalize"):
+            x = loaded.normalize(x)
+        q = quantize(explainer.attribute(x, target=target))
+        for j, k in enumerate(ks):
+            out_vol[:, :, k] = vol["tf"].invert(evaluation_map(q[j], truths[j]))
+    path = save_like(img, out_vol, Path(out)) if out is not None else None
+    return out_vol, path

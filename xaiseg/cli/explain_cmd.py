@@ -1,0 +1,27 @@
+"""``xaiseg explain``: one method's maps for one scan, on the scan's grid."""
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(), default=None, help="Classifier checkpoint folder (default: the shipped tiny phantom classifier).")
+@click.option("--input", "input_", type=click.Path(), required=True, help="CT scan (NIfTI, HU).")
+@click.option("--method", default="hgi-sam", show_default=True, help="Attribution method (see `xaiseg methods`).")
+@click.option("--out", type=click.Path(), required=True, help="Output NIfTI (same grid and affine as --input).")
+@click.option("--brain-mask", default="auto", show_default=True, help="auto (computed from HU) | none | a brain-mask NIfTI on the scan's grid.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+def explain(checkpoint, input_, method, out, brain_mask, device, batch_size) -> None:
+    """Write the maps of every axial slice of a scan as a NIfTI volume in [0, 1].
+
+    The maps are made exactly as in `xaiseg benchmark` (back on the original slice grid,
+    multiplied by the brain mask, min-max normalised per slice) and saved with the input's
+    affine and header, so they overlay the scan in 3D Slicer or ITK-SNAP.
+    """
+    from ..benchmark.defaults import resolve_checkpoint
+    from ..benchmark.explain import explain_scan
+
+    _vol, path = explain_scan(resolve_checkpoint(checkpoint), input_, method=method, out=out, brain_mask=brain_mask,
+                              device=device, batch_size=batch_size)
+    click.echo(f"wrote {path}")
