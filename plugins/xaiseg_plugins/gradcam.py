@@ -38,8 +38,9 @@ LISTED = (
     "EigenGradCAM",
     "ScoreCAM",
     "KPCA_CAM",
-    "FEM",
 )
+# FEM works too (gradcam:FEM) but is not listed: its k-sigma threshold is all-zero on small
+# grids (never exceeded by 4 tokens), so it is not a fair default row.
 # Gradient-free CAMs (constructed with uses_gradients=False in the package).
 GRADIENT_FREE = {"EigenCAM", "ScoreCAM", "KPCA_CAM", "FEM", "AblationCAM"}
 # The package's classes that cannot work here, and why (asked for by name, they fail clearly).
@@ -140,6 +141,9 @@ class GradCAM(Attribution):
                 "description": f"pytorch_grad_cam.{name} at layers[-1].blocks[-1].norm1 (or layer=...), token-grid CAM upsampled",
                 "needs_gradients": name not in GRADIENT_FREE,
                 "cam_name": name,
+                "variants": classmethod(lambda _cls: []),  # a variant is a leaf, not a family
+                "variant": None,
+                "__module__": __name__,
                 "__doc__": f"pytorch_grad_cam.{name} on a Swin layer, as a xaiseg method.",
             },
         )
