@@ -102,11 +102,11 @@ def sample_head(rng: np.random.Generator) -> Head:
         scalp_mm=rng.uniform(3.5, 6.0),
         atrophy=rng.uniform(0.75, 1.5),
         ventricle=(
-            rng.uniform(4.5, 7.5),
+            rng.uniform(6.0, 9.0),
             rng.uniform(-4.0, 4.0),
             rng.uniform(4.0, 7.0),
             rng.uniform(22.0, 30.0),
-            rng.uniform(0.15, 0.40),
+            rng.uniform(0.10, 0.25),
         ),
         white_hu=rng.uniform(24.0, 30.0),
         grey_delta_hu=rng.uniform(8.0, 12.0),
@@ -302,8 +302,8 @@ def render(
     a_in = float(np.max(np.abs(r_in_t * np.cos(th))))  # inner semi-axes (mm)
     b_in = float(np.max(np.abs(r_in_t * np.sin(th))))
     # per-slice angular variation of sulcal depth and cortical thickness
-    sdepth_t = (8.0 + 8.0 * z) * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
-    ctx_t = 2.8 * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
+    sdepth_t = (12.0 + 8.0 * z) * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
+    ctx_t = 4.0 * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
 
     fr = _Frame(size, px, head, r_out_t)
     ib, r = fr.ib, fr.r
@@ -339,7 +339,7 @@ def render(
             dx, dy = xp - f32(side * vx * at**0.5), yp - f32(vy)
             u = cu * dx - su * dy
             v = (su * dx + cu * dy) * f32(1.0 / ap)
-            lr = f32(vlr * at * (0.3 + 0.7 * lv)) * np.clip(f32(0.6) + f32(0.55) * v, 0.3, 1.2)
+            lr = f32(vlr * at * (0.3 + 0.7 * lv)) * np.clip(f32(0.85) + f32(0.4) * v, 0.55, 1.2)
             e = np.sqrt((u / lr) ** 2 + v * v)
             frac = _soft((1.0 - e) * lr, px) * _soft(f32(side) * xp - f32(1.0), px)  # septum
             vent_frac[side], vent_v[side] = frac, v
