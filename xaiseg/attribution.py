@@ -28,6 +28,16 @@ class Attribution(abc.ABC):
     needs_gradients: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module | ModelAdapter, **options: Any) -> None:
+        if not self.architectures and not isinstance(model, ModelAdapter):
+            # An architecture-independent method (empty ``architectures``, e.g. a model-free
+            # baseline) accepts any module; it gets an adapter only if one fits.
+            try:
+                self.adapter = get_adapter(model)
+            except TypeError:
+                self.adapter = None  # type: ignore[assignment]
+            self.model = model if self.adapter is None else self.adapter.model
+            self.options = options
+            return
         self.adapter = get_adapter(model)
         self.model = self.adapter.model
         if self.architectures and self.adapter.architecture not in self.architectures:
