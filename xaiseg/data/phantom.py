@@ -209,6 +209,21 @@ def _harmonic(theta: np.ndarray, coef: np.ndarray, first_k: int) -> np.ndarray:
     return out
 
 
+_KMAX = 8
+_BIN_T = ANGLE_BIN_CENTRES.astype(np.float64)
+_COS_KT = np.cos(np.arange(_KMAX + 1)[:, None] * _BIN_T[None, :])  # (k, bins)
+_SIN_KT = np.sin(np.arange(_KMAX + 1)[:, None] * _BIN_T[None, :])
+
+
+def _table_harmonic(coef: np.ndarray, first_k: int, angle: float) -> np.ndarray:
+    """``_harmonic(bin_angles - angle, coef, first_k)`` on the angle bins, from a cached basis:
+    cos(k(t - a)) = cos kt cos ka + sin kt sin ka (rotating the coefficients, not the bins)."""
+    ks = np.arange(first_k, first_k + len(coef))
+    c, s = coef[:, 0], coef[:, 1]
+    ca, sa = np.cos(ks * angle), np.sin(ks * angle)
+    return (c * ca - s * sa) @ _COS_KT[ks] + (c * sa + s * ca) @ _SIN_KT[ks]
+
+
 def _wrap(a: np.ndarray) -> np.ndarray:
     return (a + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
 
@@ -294,16 +309,17 @@ def render(
     hs = head_scale(z)
     a, b = head.a_mm * hs, head.b_mm * hs
     r_ell = a * b / np.sqrt((b * np.cos(th)) ** 2 + (a * np.sin(th)) ** 2)
-    r_out_t = r_ell * (1.0 + _harmonic(th, head.shape_harmonics, 2))
+    r_out_t = r_ell * (1.0 + _table_harmonic(head.shape_harmonics, 2, head.angle))
     base = 1.0 + 0.4 * max(0.0, 0.3 - z) / 0.3  # thicker towards the skull base
-    skull_t = head.skull_mm * base * (1.0 - 0.15 * np.cos(2 * th)) * (1.0 + _harmonic(th, head.skull_harmonics, 1))
+    cos2 = _table_harmonic(np.array([[1.0, 0.0]]), 2, head.angle)  # cos(2 th)
+    skull_t = head.skull_mm * base * (1.0 - 0.15 * cos2) * (1.0 + _table_harmonic(head.skull_harmonics, 1, head.angle))
     skull_t = np.maximum(skull_t, 3.0)
     r_in_t = r_out_t - head.scalp_mm - skull_t
     a_in = float(np.max(np.abs(r_in_t * np.cos(th))))  # inner semi-axes (mm)
     b_in = float(np.max(np.abs(r_in_t * np.sin(th))))
     # per-slice angular variation of sulcal depth and cortical thickness
-    sdepth_t = (12.0 + 8.0 * z) * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
-    ctx_t = 4.0 * (1.0 + _harmonic(th, rng.normal(0, 0.12, (4, 2)), 1))
+    sdepth_t = (12.0 + 8.0 * z) * (1.0 + _table_harmonic(rng.normal(0, 0.12, (4, 2)), 1, head.angle))
+    ctx_t = 4.0 * (1.0 + _table_harmonic(rng.normal(0, 0.12, (4, 2)), 1, head.angle))
 
     fr = _Frame(size, px, head, r_out_t)
     ib, r = fr.ib, fr.r
