@@ -19,9 +19,10 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--data", default="phantom", help="Data set folder, or 'phantom' for the built-in phantom stream.")
-@click.option("--layout", type=click.Choice(["physionet", "rsna", "folder", "phantom"]), default="physionet",
-              help="Layout of --data ('phantom' streams fresh phantom slices, like --data phantom).")
+@click.option("--data", default="phantom",
+              help="Data set folder, or 'phantom': fresh phantom slices rendered every step (use ./phantom for a folder of that name).")
+@click.option("--layout", type=click.Choice(["auto", "physionet", "rsna", "folder", "phantom"]), default="auto",
+              help="Layout of the --data folder ('phantom' = a data set written by `xaiseg phantom`, PhysioNet layout).")
 @click.option("--model", default=None, help="Preset (tiny, small, paper) or timm Swin name. [default: paper on CUDA, tiny on CPU]")
 @click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")
 @click.option("--task", type=click.Choice(["binary", "subtypes"]), default="binary",
@@ -84,8 +85,4 @@ def train(**o) -> None:
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
         resume=o["resume"], progress=o["progress"],
     )
-    if cfg.layout == "phantom":
-        cfg.data = "phantom"
-    elif cfg.data == "phantom":
-        cfg.layout = "phantom"
     run(cfg)

@@ -7,17 +7,18 @@ from typing import Any
 from ..errors import ConfigError
 
 TASKS = ("binary", "subtypes")
-LAYOUTS = ("physionet", "rsna", "folder", "phantom")
+LAYOUTS = ("auto", "physionet", "rsna", "folder", "phantom")
 
 
 @dataclass
 class TrainConfig:
-    """Every option of a run. ``data="phantom"`` (or ``layout="phantom"``) streams fresh phantom
-    slices; an *epoch* is then ``steps_per_epoch`` optimiser steps."""
+    """Every option of a run. ``data="phantom"`` streams fresh phantom slices rendered on the fly
+    (an *epoch* is then ``steps_per_epoch`` optimiser steps); any other ``data`` is a folder read
+    with ``xaiseg.data.open_dataset(data, layout)``."""
 
     out: str
     data: str = "phantom"
-    layout: str = "physionet"
+    layout: str = "auto"  # of a data set on disk; "phantom" = PhysioNet layout written by `xaiseg phantom`
     model: str | None = None  # preset or timm name; None: paper on CUDA, tiny elsewhere
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     task: str = "binary"
@@ -56,7 +57,7 @@ class TrainConfig:
 
     @property
     def is_phantom(self) -> bool:
-        return self.layout == "phantom" or self.data == "phantom"
+        return self.data == "phantom"
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -88,9 +89,14 @@ class TrainConfig:
         if self.limit is not None and self.limit < 2:
             bad(f"--limit must be >= 2, got {self.limit}")
         if self.curriculum_start < 1.0:
-            bad(f"--curriculum-start must be >= 1 (1 = realistic lesions), got {self.curriculum_start}")
+            bad(f"--curriculum START must be >= 1 (1 = realistic lesions), got {self.curriculum_start}")
         if min(self.curriculum_hold, self.curriculum_shrink) < 0 or self.curriculum_hold + self.curriculum_shrink > 1:
-            bad("--curriculum-hold and --curriculum-shrink are fractions of the run, >= 0, summing to <= 1")
+            bad("--curriculum HOLD and SHRINK are fractions of the run, >= 0, that sum to <= 1")
+        if not self.is_phantom:
+            from pathlib import Path
+
+            if not Path(self.data).exists():
+                bad(f"data set {self.data!r} does not exist (use --data phantom for the built-in phantom stream)")
         if not self.is_phantom and (self.curriculum_start > 1.0):
             bad("the lesion-size curriculum needs the phantom stream (--data phantom)")
 

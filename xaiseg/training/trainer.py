@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, resolve_device, save_checkpoint
 from .config import TrainConfig
 from .curriculum import Curriculum, lr_factor
@@ -202,9 +202,16 @@ def train(
 
         ds = open_training_data(cfg.data, cfg.layout)
         records = list(ds.records)[: cfg.limit] if cfg.limit else list(ds.records)
-        train_subj, val_subj = subject_split([r.subject for r in records], cfg.val_fraction, cfg.seed)
-        tr_idx = [i for i, r in enumerate(records) if str(r.subject) in train_subj]
-        va_idx = [i for i, r in enumerate(records) if str(r.subject) in val_subj]
+        # A NaN label means "not known" (e.g. a partial RSNA CSV): such slices cannot be trained on.
+        need = slice(-1, None) if cfg.task == "binary" else slice(None)
+        known = [i for i, r in enumerate(records) if not np.isnan(np.asarray(r.labels, dtype=float)[need]).any()]
+        if len(known) < len(records):
+            log(f"skipping {len(records) - len(known)} slices whose {cfg.task} labels are unknown (NaN)")
+        if not known:
+            raise DataError(f"no slice of {cfg.data!r} has known {cfg.task} labels")
+        train_subj, val_subj = subject_split([records[i].subject for i in known], cfg.val_fraction, cfg.seed)
+        tr_idx = [i for i in known if str(records[i].subject) in train_subj]
+        va_idx = [i for i in known if str(records[i].subject) in val_subj]
         tr_ds = SliceDataset(ds, tr_idx, preprocessor, seed=cfg.seed, augment=cfg.augment)
         va_ds = SliceDataset(ds, va_idx, preprocessor, seed=cfg.seed, augment=False)
         any_tr = np.array([float(np.asarray(records[i].labels)[-1]) for i in tr_idx])

@@ -1,0 +1,73 @@
+"""``xaiseg train`` through click: a tiny run works, bad arguments give one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from xaiseg.cli import main
+
+TINY = json.dumps({"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "num_heads": [1, 1, 2, 2]})
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, ["train", *args], catch_exceptions=False)
+
+
+def test_cli_trains_on_phantom_stream(tmp_path):
+    out = tmp_path / "run"
+    res = _run("--data", "phantom", "--model", "tiny", "--model-kwargs", TINY, "--epochs", "1", "--steps-per-epoch", "2",
+               "--batch-size", "4", "--val-size", "8", "--curriculum", "3,0.5,0.5", "--device", "cpu", "--no-progress",
+               "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "model: tiny" in res.output and "val loss" in res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["preset"] == "tiny" and cfg["model_kwargs"]["embed_dim"] == 8 and cfg["training"]["curriculum_start"] == 3.0
+    # running again into the same folder without --resume is refused; --resume of a finished run is a no-op
+    again = _run("--data", "phantom", "--model", "tiny", "--model-kwargs", TINY, "--epochs", "1", "--steps-per-epoch", "2",
+                 "--batch-size", "4", "--val-size", "8", "--curriculum", "3,0.5,0.5", "--device", "cpu", "--no-progress",
+                 "--out", str(out))
+    assert again.exit_code == 1 and again.output.startswith("Error: ") and "--resume" in again.output
+
+
+def test_cli_default_model_is_logged(tmp_path):
+    res = _run("--data", "phantom", "--model-kwargs", TINY, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+               "--val-size", "4", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "d"))
+    assert res.exit_code == 0, res.output
+    assert "model: tiny (default on cpu" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model-kwargs", "{bad json"], "--model-kwargs is not valid JSON"),
+        (["--model", "resnet50"], "unknown model 'resnet50'"),
+        (["--data", "/no/such/folder", "--layout", "physionet"], "does not exist"),
+        (["--curriculum", "3,0.5"], "--curriculum takes START,HOLD,SHRINK"),
+        (["--curriculum", "3,0.8,0.5"], "sum to <= 1"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--focal-gamma", "2"], "--focal-gamma applies to --task subtypes"),
+        (["--windows", "40"], "--windows takes"),
+        (["--resume"], "nothing to resume"),
+        (["--device", "cuda:0"], None),  # no CUDA here: one line; with CUDA it would start training
+    ],
+)
+def test_cli_bad_arguments_one_line(tmp_path, args, message):
+    import torch
+
+    if args[:1] == ["--device"] and torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    extra = ["--model-kwargs", TINY] if "--model-kwargs" not in args else []
+    res = _run(*extra, *args, "--out", str(tmp_path / "x"), "--no-progress")
+    assert res.exit_code != 0
+    lines = [l for l in res.output.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    if message:
+        assert message in lines[0]
+    assert "Traceback" not in res.output
+
+
+def test_cli_rejects_unknown_task_via_click(tmp_path):
+    res = _run("--task", "segmentation", "--out", str(tmp_path / "y"))
+    assert res.exit_code == 2 and "Invalid value for '--task'" in res.output
