@@ -40,6 +40,7 @@ from .store import RunStore
 DEFAULT_METHODS: tuple[str, ...] = (
     "hgi-sam", "swin-sam", "gradcam", "rollout", "grad-rollout", "saliency", "centre-prior",
 )
+DEFAULT_NEGATIVE_RATIO = 1.0
 CURVE_GRID = GridSearchThreshold().grid  # 0.01 … 0.99: Dice-vs-threshold curves for every strategy
 
 
@@ -141,15 +142,27 @@ def _auto_brain(hu: np.ndarray, spacing: Any) -> np.ndarray:
     return np.asarray(brain_mod.brain_mask(hu, spacing))
 
 
-def _select(records: Sequence[Any], positives_only: bool, limit: int | None) -> list[int]:
+def _spread(ids: list[int], n: int) -> list[int]:
+    """``n`` of ``ids`` evenly spread (so every subject keeps some)."""
+    if n >= len(ids):
+        return list(ids)
+    if n <= 0:
+        return []
+    return [ids[i] for i in np.unique(np.round(np.linspace(0, len(ids) - 1, n)).astype(int))]
+
+
+def _select(records: Sequence[Any], positives_only: bool, limit: int | None, negative_ratio: float | None = None) -> list[int]:
     ids = [i for i, r in enumerate(records) if not positives_only or _any_label(r)]
+    if negative_ratio is not None and not positives_only:
+        if negative_ratio < 0:
+            raise ConfigError(f"--negative-ratio must be >= 0, got {negative_ratio}")
+        pos = [i for i in ids if _any_label(records[i])]
+        neg = [i for i in ids if not _any_label(records[i])]
+        ids = sorted(pos + _spread(neg, int(round(negative_ratio * len(pos)))))
     if limit is not None:
         if limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {limit}")
-        if limit < len(ids):
-            # evenly spread over the data set so every subject (and fold) keeps some slices
-            pick = np.unique(np.round(np.linspace(0, len(ids) - 1, limit)).astype(int))
-            ids = [ids[i] for i in pick]
+        ids = _spread(ids, limit)  # evenly over the data set: every subject (and fold) keeps some
     if not ids:
         raise DataError("no slices to score" + (" (no hemorrhage-positive slice)" if positives_only else ""))
     return ids
@@ -185,6 +198,7 @@ def run(
     resume: bool = False,
     limit: int | None = None,
     positives_only: bool = False,
+    negative_ratio: float | None = None,
     save_maps: bool = False,
     seed: int = 0,
     figures: bool = True,
@@ -242,7 +256,9 @@ def run(
         loaded.model.to(dev)
         ck_hash = provenance.state_dict_hash(loaded.model)
     records = list(dataset.records)
-    slice_ids = _select(records, positives_only, limit)
+    if negative_ratio is None and data is None and dataset is None:
+        negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast
+    slice_ids = _select(records, positives_only, limit, negative_ratio)
     batches = [slice_ids[i : i + batch_size] for i in range(0, len(slice_ids), batch_size)]
     batch_of = {sid: b for b, ids in enumerate(batches) for sid in ids}
 
@@ -273,11 +289,12 @@ def run(
         "data": None if data_path is None else str(data_path), "layout": layout,
         "checkpoint": None if checkpoint_dir is None else str(checkpoint_dir),
         "methods": method_names, "threshold": strategy.spec, "folds": k, "brain_mask": brain_mask,
-        "batch_size": batch_size, "limit": limit, "positives_only": positives_only, "seed": seed,
+        "batch_size": batch_size, "limit": limit, "positives_only": positives_only,
+        "negative_ratio": negative_ratio, "seed": seed,
         "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model"),
         "task": task, "target_index": target,
     }
-    fingerprint = provenance.data_fingerprint(records, data_path)
+    fingerprint = provenance.data_fingerprint([records[i] for i in slice_ids])
     # what must not change between a run and its resumption (the device may: CPU results are
     # deterministic; on CUDA some kernels are not, see docs)
     key_src = {k2: v for k2, v in config.items() if k2 != "device"} | {

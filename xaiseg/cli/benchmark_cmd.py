@@ -18,12 +18,13 @@ import click
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same options).")
 @click.option("--limit", type=int, default=None, help="Score only N slices, spread evenly over the data set.")
 @click.option("--positives-only", is_flag=True, help="Only hemorrhage-positive slices (faster; no false-positive areas).")
+@click.option("--negative-ratio", type=float, default=None, help="Score at most R negative slices per positive slice, spread evenly (default: all; 1 for the built-in phantom).")
 @click.option("--save-maps", is_flag=True, help="Also write each method's maps as NIfTI volumes on the original grid.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and stochastic methods.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--keep-cache", is_flag=True, help="Keep the per-batch map cache after a complete run.")
 def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, out, device, batch_size, resume,
-              limit, positives_only, save_maps, seed, no_figures, keep_cache) -> None:
+              limit, positives_only, negative_ratio, save_maps, seed, no_figures, keep_cache) -> None:
     """Run every method on the same slices, threshold the maps and score them.
 
     With no options: the built-in head-CT phantom, the shipped tiny Swin classifier, the
@@ -38,7 +39,7 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
     result = run(
         data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
         brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
-        positives_only=positives_only, save_maps=save_maps, seed=seed, figures=not no_figures,
+        positives_only=positives_only, negative_ratio=negative_ratio, save_maps=save_maps, seed=seed, figures=not no_figures,
         keep_cache=keep_cache,
     )
     click.echo("")
