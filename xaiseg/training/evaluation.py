@@ -38,3 +38,35 @@ def detection_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0
 def per_label_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
     """AUC of each column (subtype task); NaN where a label has only one class in the split."""
     return {n: roc_auc(labels[:, i], probs[:, i]) for i, n in enumerate(names)}
+
+
+def evaluate_checkpoint(
+    checkpoint: str, data: str, layout: str = "auto", *, device: str | None = None, batch_size: int = 64,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Slice-level detection metrics of a trained checkpoint on every slice of a data set on disk.
+
+    The ``any`` label is the truth, P(hemorrhage) the score (softmax class 1 or sigmoid of ``any``).
+    Slices with an unknown (NaN) ``any`` label are left out.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..data import open_dataset
+    from .checkpoint import load_model
+
+    loaded = load_model(checkpoint, device=device)
+    ds = open_dataset(data, layout=layout)
+    idx = [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
+    ys, ps = [], []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(idx), batch_size), desc="evaluate", disable=not progress, leave=False):
+            chunk = idx[start : start + batch_size]
+            # one slice at a time through the preprocessor: slices may differ in size
+            x = torch.stack([loaded.preprocessor(torch.as_tensor(ds[i]["image"]).float()).image for i in chunk])
+            x = loaded.normalize(x.to(loaded.device))
+            ps.append(loaded.detection_probability(loaded.model(x)).cpu().numpy())
+            ys.extend(float(ds.records[i].labels[-1]) for i in chunk)
+    out = detection_metrics(np.array(ys), np.concatenate(ps))
+    out["n"], out["positives"] = len(ys), int(np.sum(np.array(ys) > 0.5))
+    return out
