@@ -187,7 +187,11 @@ def test_crash_then_resume_equals_uninterrupted(assets, tmp_path):
             e.pop("wall_time_s")
     assert a == b
     assert resumed.summary["ranking"] == ref.summary["ranking"]
-    assert json.loads((tmp_path / "crash" / "run.json").read_text())["resumed"] is True
+    meta = json.loads((tmp_path / "crash" / "run.json").read_text())
+    assert meta["resumed"] is True and meta["attempts"] == 2
+    # resuming a complete run recomputes nothing and gives back its summary
+    again = _run(assets, tmp_path / "crash", resume=True, _after_unit=crash_after_three, **small)
+    assert again.summary["ranking"] == resumed.summary["ranking"] and len(calls) == 3
 
 
 @pytest.mark.parametrize("spec", ["otsu", "mean", "fixed:0.5", "percentile:90"])

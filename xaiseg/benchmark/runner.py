@@ -123,14 +123,15 @@ class _Slices:
     def load(self, sid: int) -> tuple[torch.Tensor, SliceTruth, dict]:
         item = self.ds[sid]
         hu = np.asarray(item["image"], dtype=np.float32)
-        gt = np.asarray(item["mask"]) > 0
+        # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
+        gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)
         brain = None
         if self.brain_mode != "none":
             brain = item.get("brain")
             if brain is None:
                 brain = _auto_brain(hu, item["spacing"])
             brain = np.asarray(brain) > 0
-        image, _m, _b, geometry = self.pre(hu, item["mask"], brain)
+        image, _m, _b, geometry = self.pre(hu)
         x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
         spacing = tuple(float(s) for s in item["spacing"])
         return x, SliceTruth(gt=gt, spacing=spacing, brain=brain, geometry=geometry), item
@@ -186,7 +187,7 @@ def default_out_dir() -> Path:
 
 def run(
     data: str | Path | None = None,
-    layout: str = "physionet",
+    layout: str = "auto",
     checkpoint: str | Path | None = None,
     methods: str | Sequence[str] | None = None,
     threshold: str | ThresholdStrategy = "grid",
@@ -305,7 +306,7 @@ def run(
     store_cols = _columns(metrics)
     store = RunStore(out_dir, store_cols, batch_of)
     done: set[tuple[str, int]] = set()
-    elapsed_before = 0.0  # wall time of the interrupted attempts, for run.json
+    attempts = 1
     if run_json.exists() or store.csv_path.exists():
         if not resume:
             raise ConfigError(f"{out_dir} already holds a benchmark run; pass --resume to continue it or choose another --out")
@@ -315,7 +316,13 @@ def run(
             raise ConfigError(f"{out_dir}/run.json is missing or unreadable; cannot resume, choose another --out") from None
         if old.get("config_key") != config_key:
             raise ConfigError(f"{out_dir} holds a run with a different configuration or data; cannot resume it with these options")
-        elapsed_before = float(old.get("elapsed_s_before", 0.0))
+        if old.get("status") == "complete" and (out_dir / "summary.json").exists():
+            summary = json.loads((out_dir / "summary.json").read_text())
+            if progress:
+                print(f"{out_dir}: this run is already complete; nothing to resume", flush=True)
+            paths = {p.stem.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file()}
+            return BenchmarkResult(summary=summary, paths=paths, out=out_dir, config=config)
+        attempts = int(old.get("attempts", 1)) + 1
         done = store.recover(method_names, slice_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.start()
@@ -325,7 +332,7 @@ def run(
         "data_fingerprint": fingerprint, "checkpoint_sha256": ck_hash, "checkpoint_config": cfg,
         "versions": provenance.versions(), "seeds": {"benchmark": seed, "per_unit": "crc32(seed:method:batch)",
                                                       "folds": seed},
-        "n_slices": len(slice_ids), "n_batches": len(batches), "resumed": bool(done),
+        "n_slices": len(slice_ids), "n_batches": len(batches), "resumed": attempts > 1, "attempts": attempts,
     }
     run_json.write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
@@ -383,7 +390,7 @@ def run(
     elapsed = time.perf_counter() - t_start
     meta.update({
         "status": "complete", "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-        "elapsed_s": elapsed, "elapsed_s_before": elapsed_before,
+        "elapsed_s": elapsed,  # this attempt only
         "method_wall_s": wall, "detection": summary.get("detection"),
     })
     run_json.write_text(json.dumps(meta, indent=2, default=str) + "\n")

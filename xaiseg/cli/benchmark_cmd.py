@@ -6,7 +6,7 @@ import click
 
 @click.command()
 @click.option("--data", type=click.Path(), default=None, help="Data set folder (default: the built-in phantom, generated once into the cache).")
-@click.option("--layout", type=click.Choice(["physionet", "rsna", "folder"]), default="physionet", show_default=True, help="Layout of --data.")
+@click.option("--layout", type=click.Choice(["auto", "physionet", "phantom", "rsna", "folder"]), default="auto", show_default=True, help="Layout of --data (auto: guessed from its files).")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Classifier checkpoint folder (default: the shipped tiny phantom classifier).")
 @click.option("--methods", default=None, help="Comma-separated method names (see `xaiseg methods`). Default: hgi-sam,swin-sam,gradcam,rollout,grad-rollout,saliency,centre-prior.")
 @click.option("--threshold", default="grid", show_default=True, help="grid[:STEP] | otsu | mean | fixed:T | percentile:P.")
