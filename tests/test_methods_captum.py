@@ -59,11 +59,12 @@ def test_integrated_gradients_passes_options_through(model, x):
 def test_occlusion_defaults_follow_the_input_size(model, x):
     # An eighth of the shorter side (4 px) as the window, half of it as the stride.
     x = x[:1]
-    ref = Occlusion(model).attribute(x, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2), target=1)
+    ref = Occlusion(model).attribute(x, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2), target=1,
+                                   perturbations_per_eval=32)
     ours = xaiseg.get_method("occlusion")(model).attribute(x, target=1)
     torch.testing.assert_close(ours, _by_hand(ref), atol=1e-5, rtol=0)
     mine = xaiseg.get_method("captum:Occlusion")(model, sliding_window_shapes=(3, 8, 8), strides=8).attribute(x, target=1)
-    ref8 = Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=8, target=1)
+    ref8 = Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=8, target=1, perturbations_per_eval=16)
     torch.testing.assert_close(mine, _by_hand(ref8), atol=1e-5, rtol=0)
 
 
