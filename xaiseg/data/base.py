@@ -131,6 +131,14 @@ class CTSliceDataset(Dataset):
     def _load(self, rec: SliceRecord) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers (spawn) get the records, not the parent's cached volumes
+        state = self.__dict__.copy()
+        cache = state.get("_cache")
+        if isinstance(cache, LRUCache):
+            state["_cache"] = LRUCache(cache.maxsize)
+        return state
+
     @property
     def subjects(self) -> list[str]:
         """Subject ids in first-appearance order."""

@@ -9,8 +9,10 @@ Recipe (scipy.ndimage):
 3. inside the skull = the bone's holes (``binary_fill_holes``), minus the bone; when the skull
    ring is open on this slice (skull base, craniectomy) and has no holes, all soft tissue is the
    candidate instead;
-4. a small opening (``open_mm``) cuts thin bridges through skull gaps to the scalp, then the
-   largest connected component is kept and its holes filled (ventricles, dense blood);
+4. a small opening (``open_mm``) cuts thin bridges through skull gaps to the scalp; inside a
+   closed skull every sizeable component is kept (the skull base splits the cranial cavity
+   into compartments), otherwise only the largest; then holes are filled, except with bone
+   (> ``bone_hu``) or air (< -200 HU) -- skull-base bone and sinuses stay out;
 5. erosion by ``margin_mm`` (exact in mm with anisotropic spacing: a Euclidean distance
    transform), to keep partial-volume bone out.
 
@@ -51,18 +53,24 @@ def brain_mask(
     tissue = (x > tissue_hu[0]) & (x < tissue_hu[1])
     inside = ndi.binary_fill_holes(bone) & ~bone
     cand = tissue & inside
-    if cand.sum() * sy * sx < min_area_mm2:  # open skull ring on this slice: no holes to fill
+    closed = cand.sum() * sy * sx >= min_area_mm2
+    if not closed:  # open skull ring on this slice: no holes to fill
         cand = tissue
     if open_mm > 0:
         cand = ndi.binary_opening(cand, structure=_ellipse(open_mm / 2, sy, sx))
     labels, n = ndi.label(cand)
     if n == 0:
         return np.zeros(x.shape, dtype=np.uint8)
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = labels == (int(np.argmax(sizes)) + 1)
-    if keep.sum() * sy * sx < min_area_mm2:
+    area = np.bincount(labels.ravel())[1:] * (sy * sx)
+    if closed:  # inside a closed skull every sizeable compartment is intracranial (skull base)
+        ids = np.flatnonzero(area >= min(min_area_mm2, 0.1 * area.max())) + 1
+    else:
+        ids = np.array([int(np.argmax(area)) + 1])
+    if area[ids - 1].sum() < min_area_mm2:
         return np.zeros(x.shape, dtype=np.uint8)
-    keep = ndi.binary_fill_holes(keep)
+    keep = np.isin(labels, ids)
+    # fill holes (noise, opening losses) but not with the bone and air they may enclose
+    keep = ndi.binary_fill_holes(keep) & ~bone & (x > -200.0)
     if margin_mm > 0:
         keep = ndi.distance_transform_edt(keep, sampling=(sy, sx)) > margin_mm
     return keep.astype(np.uint8)

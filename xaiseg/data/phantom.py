@@ -122,6 +122,8 @@ _LATERAL_VENTRICLE_Z = (0.44, 0.74)
 _THIRD_VENTRICLE_Z = (0.36, 0.50)
 _FOURTH_VENTRICLE_Z = (0.12, 0.30)
 _FISSURE_Z = 0.34  # the interhemispheric fissure exists above this level
+_SKULL_BASE_Z = 0.32  # petrous ridges and the clivus/sphenoid below this level
+_FRONTAL_SINUS_Z = (0.20, 0.42)
 
 
 def head_scale(z: float) -> float:
@@ -313,6 +315,10 @@ def render(
     base = 1.0 + 0.4 * max(0.0, 0.3 - z) / 0.3  # thicker towards the skull base
     cos2 = _table_harmonic(np.array([[1.0, 0.0]]), 2, head.angle)  # cos(2 th)
     skull_t = head.skull_mm * base * (1.0 - 0.15 * cos2) * (1.0 + _table_harmonic(head.skull_harmonics, 1, head.angle))
+    fs = _bump(z, *_FRONTAL_SINUS_Z)
+    if fs > 0:  # the frontal bone thickens around the frontal sinus
+        sinus_w = fs * np.exp(-((_wrap(th + np.pi / 2) / 0.3) ** 4))
+        skull_t = skull_t + 9.0 * sinus_w
     skull_t = np.maximum(skull_t, 3.0)
     r_in_t = r_out_t - head.scalp_mm - skull_t
     a_in = float(np.max(np.abs(r_in_t * np.cos(th))))  # inner semi-axes (mm)
@@ -466,10 +472,44 @@ def render(
             labels[SUBTYPES.index(les.subtype)] = 1.0
     labels[-1] = labels[:-1].max()
 
+    # ---- skull base: petrous ridges (a V opening backwards), clivus/sphenoid, sphenoid sinus --
+    base_bone = None
+    sb = min(1.0, max(0.0, (_SKULL_BASE_Z - z) / 0.15))
+    bwin = fr.roi(0.0, 0.0, a_in + 2.0, b_in + 2.0) if sb > 0 else None
+    if bwin is not None:
+        xp, yp = fr.head_xy(bwin)
+        bone_f = np.zeros(xp.shape, dtype=f32)
+        cy = -0.05 * b_in
+        for side in (-1, 1):
+            x0, y0 = side * 0.8 * a_in, 0.25 * b_in  # lateral end, behind the middle
+            x1, y1 = side * 7.0, cy + 4.0  # medial end, at the clivus
+            half, ang = math.hypot(x1 - x0, y1 - y0) / 2, math.atan2(y1 - y0, x1 - x0)
+            ca, sa = f32(math.cos(ang)), f32(math.sin(ang))
+            dx, dy = xp - f32((x0 + x1) / 2), yp - f32((y0 + y1) / 2)
+            width = 2.5 + 3.5 * sb
+            e = np.sqrt(((ca * dx + sa * dy) * f32(1 / half)) ** 2 + ((ca * dy - sa * dx) * f32(1 / width)) ** 2)
+            np.maximum(bone_f, _soft((1.0 - e) * f32(width), px), out=bone_f)
+        ex, ey = 7.0 + 6.0 * sb, 9.0 + 6.0 * sb
+        e = np.sqrt((xp * f32(1 / ex)) ** 2 + ((yp - f32(cy)) * f32(1 / ey)) ** 2)
+        np.maximum(bone_f, _soft((1.0 - e) * f32(ex), px), out=bone_f)
+        sub = brain_hu[bwin]
+        sub += (f32(1450.0) + f32(60.0) * texture[bwin] - sub) * bone_f
+        if z < _SKULL_BASE_Z - 0.06:  # the sphenoid sinus: air inside the sphenoid body
+            sx, sy = 0.55 * ex, 0.55 * ey
+            e = np.sqrt((xp * f32(1 / sx)) ** 2 + ((yp - f32(cy - 1.0)) * f32(1 / sy)) ** 2)
+            air = _soft((1.0 - e) * f32(sx), px)
+            sub += (f32(-1000.0) - sub) * air
+        base_bone = (bwin, bone_f >= 0.5)
+
     # ---- skull, scalp, air, noise -----------------------------------------------------------
     u = np.clip(d_bone / skull_t.astype(f32)[ib], 0.0, 1.0)
     diploe = np.clip(1.0 - np.abs(u - f32(0.5)) * f32(1 / 0.28), 0.0, 1.0)
     crop = f32(1750.0) - f32(850.0) * diploe + f32(60.0) * texture  # bone
+    if fs > 0:  # air cells of the frontal sinus inside the thickened frontal bone
+        # a lens in (angle, depth): widest in the middle of the bone, lobulated by the texture
+        ang2 = ((_wrap(th + np.pi / 2) / (0.22 * fs + 1e-6)) ** 2).astype(f32)[ib]
+        lens = f32(1.0) - ang2 - ((u - f32(0.5)) * f32(1 / 0.32)) ** 2 + f32(0.25) * texture
+        crop += (f32(-1000.0) - crop) * np.clip(lens * f32(4.0), 0.0, 1.0)
     bone_frac = _soft(d_bone, px)
     crop += (f32(head.scalp_hu) + f32(4.0) * texture - crop) * (1.0 - bone_frac)  # scalp
     crop += (f32(-1000.0) - crop) * (1.0 - _soft(d_out, px))  # air
@@ -482,6 +522,8 @@ def render(
     np.clip(hu, -1024.0, 3071.0, out=hu)
 
     brain_c = in_frac >= 0.5
+    if base_bone is not None:
+        brain_c[base_bone[0]] &= ~base_bone[1]
     mask &= brain_c
     brain = np.zeros((size, size), dtype=np.uint8)
     brain[fr.rows, fr.cols] = brain_c
