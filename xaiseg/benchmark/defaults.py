@@ -39,7 +39,7 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
     target = phantom_dir(params)
     if (target / ".complete").exists():
         return target
-    from ..data.phantom import write_phantom
+    from ..data.phantom_writer import write_phantom
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
@@ -72,7 +72,10 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
             from ..training import default_checkpoint
         except ImportError as exc:
             raise CheckpointError(f"no default checkpoint is available ({exc}); pass --checkpoint DIR") from None
-        return Path(default_checkpoint())
+        path = Path(default_checkpoint())
+        if not path.is_dir():
+            raise CheckpointError(f"the shipped default checkpoint is missing ({path}); pass --checkpoint DIR")
+        return path
     p = Path(checkpoint).expanduser()
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} does not exist")

@@ -38,7 +38,8 @@ def overlay_montage(method: str, samples: list[tuple[Any, Any, np.ndarray, float
             ax.axis("off")
         axes[0, j].contour(gt, levels=[0.5], colors="lime", linewidths=0.8)
         axes[0, j].set_title(f"{item.get('subject', '')} #{item.get('slice', '')}", fontsize=8)
-        axes[1, j].imshow(sal, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+        # zero (outside the brain mask, or nothing) stays transparent so the CT shows through
+        axes[1, j].imshow(np.ma.masked_less_equal(sal, 0.0), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
         pred = (np.asarray(sal, dtype=np.float64) > t).astype(float)
         if pred.any() and not pred.all():
             axes[1, j].contour(pred, levels=[0.5], colors="red", linewidths=0.8)
