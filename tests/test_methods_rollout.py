@@ -169,8 +169,10 @@ def test_rollout_options_equal_dense_product(model, x, kw):
 
 def test_rollout_non_square_grid_and_padded_windows():
     # (64, 32): 16×8 → 8×4 → 4×2 grids. img 48 with window 8: a 12×12 grid padded to 16×16,
-    # shift 4, then a 6×6 grid with window = grid.
+    # shift 4, then a 6×6 grid with window = grid. img 40 with window 5: 10×10 → 5×5 → an odd
+    # grid merged with timm's padding into 3×3.
     for m in (tiny_swin(img_size=(64, 32), window_size=4, depths=(2, 2, 2), num_heads=(2, 2, 2)),
+              tiny_swin(img_size=40, window_size=5, depths=(2, 2, 2), num_heads=(1, 2, 2)),
               tiny_swin(img_size=48, window_size=8, depths=(2, 2), num_heads=(2, 2))):
         torch.manual_seed(2)
         xx = torch.randn(2, 3, *_pair(m.patch_embed.img_size))
@@ -213,3 +215,16 @@ def test_bad_options_are_config_errors(model):
             R(model, **kw)
     with pytest.raises(ConfigError):
         xaiseg.get_method("grad-rollout")(model, gradient="weights")
+
+
+def test_adapter_grid_window_round_trip_and_merge_split():
+    m = tiny_swin(img_size=48, window_size=8, depths=(2, 2), num_heads=(1, 1))  # 12×12 padded to 16×16
+    ad = xaiseg.get_adapter(m)
+    v = torch.randn(2, 12, 12)
+    for blk in ad.stages[0].blocks:
+        w = ad.grid_to_windows(v, blk)
+        assert w.shape == (2 * 4, 64)
+        torch.testing.assert_close(ad.windows_to_grid(w, blk), v)
+        assert w.abs().sum() == pytest.approx(v.abs().sum().item(), rel=1e-6)  # padding holds zeros
+    up = ad.split_merged(torch.ones(2, 6, 6), ad.stages[1])
+    assert up.shape == (2, 12, 12) and torch.all(up == 0.25)
