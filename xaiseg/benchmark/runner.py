@@ -220,6 +220,7 @@ def run(
     after every finished (method, batch) unit (raise from it to simulate a crash).
     """
     t_start = time.perf_counter()
+    embedded = data is None and dataset is None  # the no-argument default run
     method_names = _split_methods(methods)
     classes = _check_methods(method_names)
     strategy = parse_threshold(threshold)
@@ -257,7 +258,7 @@ def run(
         loaded.model.to(dev)
         ck_hash = provenance.state_dict_hash(loaded.model)
     records = list(dataset.records)
-    if negative_ratio is None and data is None and dataset is None:
+    if negative_ratio is None and embedded:
         negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast
     slice_ids = _select(records, positives_only, limit, negative_ratio)
     batches = [slice_ids[i : i + batch_size] for i in range(0, len(slice_ids), batch_size)]
@@ -292,7 +293,7 @@ def run(
         "methods": method_names, "threshold": strategy.spec, "folds": k, "brain_mask": brain_mask,
         "batch_size": batch_size, "limit": limit, "positives_only": positives_only,
         "negative_ratio": negative_ratio, "seed": seed,
-        "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model"),
+        "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model") or cfg.get("preset") or cfg.get("timm_name"),
         "task": task, "target_index": target,
     }
     fingerprint = provenance.data_fingerprint([records[i] for i in slice_ids])
