@@ -73,3 +73,15 @@ def test_bad_folder_inputs(folder: Path, tmp_path: Path) -> None:
     assert {r.subject for r in ds.records} == {"a"} and len(ds.skipped) == 1
     with pytest.raises(DataError, match="images: folder not found"):
         FolderDataset(tmp_path / "nowhere")
+
+
+def test_open_dataset_layouts(folder: Path, tmp_path: Path) -> None:
+    from xaiseg.data import detect_layout
+    from xaiseg.errors import ConfigError
+
+    assert detect_layout(folder) == "folder"
+    with pytest.raises(ConfigError, match="unknown data layout 'dicom'"):
+        open_dataset(folder, "dicom")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="cannot tell the layout"):
+        open_dataset(tmp_path / "empty")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -559,10 +560,31 @@ def render_slice(
     return render(head, lesions, z, rng, size=size, pixel_mm=pixel_mm)
 
 
-def write_phantom(*args, **kwargs):  # noqa: D103 - documented in phantom_writer
+def write_phantom(
+    out: Path | str,
+    subjects: int = 20,
+    slices_per_subject: int = 32,
+    size: int = 512,
+    prevalence: float = 0.6,
+    seed: int = 0,
+    contact_sheet: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    compress: bool = False,
+) -> Path:
+    """Write a phantom data set in the PhysioNet CT-ICH layout; see
+    :func:`xaiseg.data.phantom_writer.write_phantom` (this is the same function)."""
     from .phantom_writer import write_phantom as _write
 
-    return _write(*args, **kwargs)
-
-
-write_phantom.__doc__ = "Write a PhysioNet-layout phantom data set; see :func:`xaiseg.data.phantom_writer.write_phantom`."
+    return _write(
+        out,
+        subjects=subjects,
+        slices_per_subject=slices_per_subject,
+        size=size,
+        prevalence=prevalence,
+        seed=seed,
+        contact_sheet=contact_sheet,
+        progress=progress,
+        overwrite=overwrite,
+        compress=compress,
+    )
