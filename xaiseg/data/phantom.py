@@ -105,8 +105,8 @@ def sample_head(rng: np.random.Generator) -> Head:
         ventricle=(
             rng.uniform(6.0, 9.0),
             rng.uniform(-4.0, 4.0),
-            rng.uniform(4.0, 7.0),
-            rng.uniform(22.0, 30.0),
+            rng.uniform(3.0, 5.5),
+            rng.uniform(19.0, 27.0),
             rng.uniform(0.10, 0.25),
         ),
         white_hu=rng.uniform(24.0, 30.0),
@@ -157,14 +157,14 @@ def sample_lesion(
         p["thick_mm"] = rng.uniform(5.0, 13.0) * s
         hz_mm = rng.uniform(10.0, 22.0) * s
         z_range = (0.25, 0.85)
-        blood = rng.uniform(60.0, 85.0)
+        blood = rng.uniform(55.0, 82.0)
     elif subtype == "subdural":
         p["theta"] = rng.choice([0.0, math.pi]) + rng.normal(0.0, 0.35)
         p["half_arc_mm"] = rng.uniform(40.0, 75.0) * s
         p["thick_mm"] = rng.uniform(3.0, 9.0) * s
         hz_mm = rng.uniform(20.0, 40.0) * s
         z_range = (0.3, 0.85)
-        blood = rng.uniform(55.0, 80.0)
+        blood = rng.uniform(52.0, 78.0)
     elif subtype == "intraparenchymal":
         p["theta"] = rng.uniform(-math.pi, math.pi)
         p["depth_frac"] = rng.uniform(0.2, 0.65)  # centre at this fraction of the inner radius
@@ -174,21 +174,21 @@ def sample_lesion(
         p["oedema_hu"] = rng.uniform(7.0, 12.0)
         hz_mm = p["radius_mm"] * rng.uniform(0.8, 1.3)
         z_range = (0.3, 0.85)
-        blood = rng.uniform(60.0, 88.0)
+        blood = rng.uniform(55.0, 85.0)
     elif subtype == "intraventricular":
         p["sides"] = [(-1,), (1,), (-1, 1)][int(rng.integers(3))]
         p["fill"] = min(1.0, rng.uniform(0.2, 0.55) * s)  # fraction of the AP length, from the back
         hz_mm = rng.uniform(10.0, 25.0) * s
         z_range = (0.5, 0.68)
-        blood = rng.uniform(50.0, 75.0)
+        blood = rng.uniform(50.0, 72.0)
     else:  # subarachnoid
         p["theta"] = rng.uniform(-math.pi, math.pi)
         p["depth_mm"] = rng.choice([0.0, 12.0])  # convexity, or deeper (sylvian-like)
         p["radius_mm"] = rng.uniform(14.0, 28.0) * s
-        p["widen"] = 1.0 + 0.35 * max(0.0, s - 1.0)
+        p["widen"] = 1.4 + 0.35 * max(0.0, s - 1.0)  # blood distends the sulci
         hz_mm = rng.uniform(8.0, 18.0) * s
         z_range = (0.35, 0.9)
-        blood = rng.uniform(60.0, 80.0)
+        blood = rng.uniform(55.0, 78.0)
     hz = hz_mm / HEAD_HEIGHT_MM
     if zc is None:
         zc = rng.uniform(*z_range)
@@ -338,12 +338,12 @@ def render(
     texture = smooth_field_window(rng, size, px, 2.5, fr.rows, fr.cols)
     sulc = smooth_field_window(rng, size, px, 4.0, fr.rows, fr.cols)
     sulc_abs = np.abs(sulc)
-    w = f32(0.22 * at)
+    w = f32(0.16 * at)
     depth_taper = np.clip((sdepth_t.astype(f32)[ib] - din) * f32(1 / 3.0), 0.0, 1.0)
     csf = np.clip((w - sulc_abs) * (1.0 / (0.5 * w)), 0.0, 1.0) * depth_taper
     csf_surface = np.clip((f32(0.9 * at) - din) * f32(1 / 0.8), 0.0, 1.0)
     grey = np.clip((ctx_t.astype(f32)[ib] - din) * f32(1 / 1.5), 0.0, 1.0)
-    np.maximum(grey, np.clip((f32(3.0) * w - sulc_abs) * (1.0 / w), 0.0, 1.0) * depth_taper, out=grey)
+    np.maximum(grey, np.clip((f32(3.5) * w - sulc_abs) * (1.0 / w), 0.0, 1.0) * depth_taper, out=grey)
 
     vent_frac: dict[int, np.ndarray] = {}
     vent_v: dict[int, np.ndarray] = {}
