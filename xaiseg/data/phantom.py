@@ -10,8 +10,10 @@ at 128² for training and at 512² for the data set on disk. A slice is built in
   sulci, basal ganglia/thalami near the ventricles), cerebrospinal fluid 2-12 HU in the sulci
   (zero crossings of a smooth random field: a curved network like gyri), a thin layer under the
   skull, the interhemispheric fissure with the falx, and the ventricles (lateral, third, fourth
-  at their levels); low-frequency inhomogeneity, fine texture and pixel noise;
-- hemorrhage, 50-90 HU, one to a few lesions per head, each a 3-D object spanning several slices:
+  at their levels); fine texture and pixel noise;
+- below z ~ 0.32 a simplified skull base (petrous ridges, clivus/sphenoid with its sinus), and a
+  frontal sinus in a thickened frontal bone around z 0.2-0.42;
+- hemorrhage, 50-85 HU, one to a few lesions per head, each a 3-D object spanning several slices:
   epidural (biconvex lens against the inner table), subdural (long thin crescent along it),
   intraparenchymal (irregular blob with a darker oedema rim), intraventricular (blood layering in
   the dependent, posterior part of the lateral ventricles) and subarachnoid (blood filling the
