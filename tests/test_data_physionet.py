@@ -206,3 +206,27 @@ def test_skip_bad_counts_and_reports(tmp_path: Path) -> None:
     assert [r.subject for r in ds.records] == ["001"]
     assert len(ds.skipped) == 2
     assert any("skipped 2 bad item" in str(x.message) for x in w)
+
+
+def test_records_need_no_pixels(physionet: Path, monkeypatch) -> None:
+    import xaiseg.data.nifti as nifti
+
+    def no_pixels(*a, **k):
+        raise AssertionError("pixel data read while building the records")
+
+    monkeypatch.setattr(nifti, "read_array", no_pixels)
+    ds = PhysioNetDataset(physionet)
+    assert len(ds.records) == 9 and len(ds._cache) == 0
+
+
+def test_display_transform_inverts() -> None:
+    from xaiseg.data.nifti import DisplayTransform
+
+    vox = np.arange(12).reshape(3, 4)
+    for t in (False, True):
+        for fr in (False, True):
+            for fc in (False, True):
+                tf = DisplayTransform(t, fr, fc)
+                disp = tf.apply(vox)
+                assert disp.shape == ((3, 4) if t else (4, 3))
+                np.testing.assert_array_equal(tf.invert(disp), vox)
