@@ -194,21 +194,23 @@ def test_crash_then_resume_equals_uninterrupted(assets, tmp_path):
     assert again.summary["ranking"] == resumed.summary["ranking"] and len(calls) == 3
 
 
-@pytest.mark.parametrize("spec", ["otsu", "mean", "fixed:0.5", "percentile:90"])
-def test_per_map_thresholds_are_applied_per_slice(assets, tmp_path, spec):
+@pytest.mark.parametrize(
+    "spec,method",
+    [("otsu", "swin-sam"), ("mean", "captum:Saliency"), ("fixed:0.5", "gradcam"), ("percentile:90", "centre-prior")],
+)
+def test_per_map_thresholds_are_applied_per_slice(assets, tmp_path, spec, method):
+    from xaiseg.benchmark.store import safe_name
     from xaiseg.thresholds import parse_threshold
 
-    res = _run(assets, tmp_path / "o", threshold=spec, methods=["swin-sam"], keep_cache=True, positives_only=True, limit=6)
+    res = _run(assets, tmp_path / "o", threshold=spec, methods=[method], keep_cache=True, positives_only=True, limit=6)
     rows = _csv(tmp_path / "o" / "slices.csv")
-    assert len(rows) == 6 and all(r["role"] == "positive" for r in rows)
-    from xaiseg.benchmark.store import safe_name
-
-    maps = np.load(tmp_path / "o" / "cache" / safe_name("swin-sam") / "batch-000000.npz")["maps"]
+    assert len(rows) == 6 and all(r["role"] == "positive" and r["method"] == method for r in rows)
+    maps = np.load(tmp_path / "o" / "cache" / safe_name(method) / "batch-000000.npz")["maps"]
     data = _dataset(assets)
     for j, r in enumerate(rows):
         sal = _eval_map(maps[j], data[int(r["slice_id"])])
         assert float(r["threshold"]) == pytest.approx(parse_threshold(spec).threshold(sal), abs=1e-5)
-    assert res.summary["methods"]["swin-sam"]["thresholds"] == []
+    assert res.summary["methods"][method]["thresholds"] == []
 
 
 def test_saved_maps_are_niftis_on_the_original_grid(assets, full):

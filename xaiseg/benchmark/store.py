@@ -43,8 +43,11 @@ def fmt(value: Any) -> str:
 
 
 def safe_name(method: str) -> str:
-    """A file-name-safe, collision-free stem for a method name like ``captum:Saliency``."""
+    """A file-name-safe, collision-free stem for a method name: the name itself when it is
+    already safe (``hgi-sam``), else a cleaned name plus a short hash (``captum_Saliency-1a2b3c4d``)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", method)
+    if stem == method and not re.search(r"-[0-9a-f]{8}$", method):
+        return stem
     return f"{stem}-{zlib.crc32(method.encode()):08x}"
 
 
