@@ -55,6 +55,8 @@ def summarize(
             "negative_pred_area_px": stats([_f(r, "pred_area_px") for r in neg]),
             "negative_pred_area_mm2": stats([_f(r, "pred_area_mm2") for r in neg]),
             "thresholds": thresholds.get(method, []),
+            # the thresholds actually applied to positive slices (per map or per fold)
+            "threshold_applied": stats([_f(r, "threshold") for r in pos]),
             "wall_time_s": wall_time.get(method, float("nan")),
         }
         entry["per_subtype"] = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -340,44 +340,51 @@ def run(
     slices = _Slices(dataset, loaded.preprocessor, "none" if brain_mask == "none" else "auto")
     todo = len(batches) * len(method_names) - len(done)
     bar = tqdm(total=todo, desc="maps", unit="unit", disable=not progress)
-    for b, ids in enumerate(batches):
-        missing = [m for m in method_names if (m, b) not in done]
-        if not missing:
-            continue
-        loaded_slices = [slices.load(sid) for sid in ids]
-        x = torch.stack([s[0] for s in loaded_slices]).to(dev)
-        if hasattr(loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
-            x = loaded.normalize(x)
-        with torch.no_grad():
-            probs = _probability(model(x).float(), task, target).cpu().numpy().astype(np.float64)
-        for method in missing:
-            torch.manual_seed(_unit_seed(seed, method, b))
-            t0 = time.perf_counter()
-            maps = instances[method].attribute(x, target=target)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            q = quantize(maps)
-            rows, curves = [], []
-            for j, sid in enumerate(ids):
-                _x, truth, item = loaded_slices[j]
-                sal = evaluation_map(q[j], truth)
-                row = _base_row(method, sid, b, records[sid], item, truth, fold_of_subject[subj[sid]], probs[j])
-                row["map_seconds"] = dt / len(ids)
-                if row["role"] == "positive":
-                    row.update(threshold_free_scores(sal, truth, metrics))
-                curves.append(curve(sal, truth, CURVE_GRID if not isinstance(strategy, GridSearchThreshold) else strategy.grid))
-                rows.append(row)
-            store.write_unit(method, b, {"maps": q, "curves": np.stack(curves)}, rows)
-            bar.update(1)
-            bar.set_postfix_str(f"{method} batch {b + 1}/{len(batches)}")
-            if _after_unit is not None:
-                _after_unit(method, b)
+    curve_grid = strategy.grid if isinstance(strategy, GridSearchThreshold) else CURVE_GRID
+    try:
+        for b, ids in enumerate(batches):
+            missing = [m for m in method_names if (m, b) not in done]
+            if not missing:
+                continue
+            loaded_slices = [slices.load(sid) for sid in ids]
+            x = torch.stack([s[0] for s in loaded_slices]).to(dev)
+            if hasattr(loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
+                x = loaded.normalize(x)
+            with torch.no_grad():
+                probs = _probability(model(x).float(), task, target).cpu().numpy().astype(np.float64)
+            for method in missing:
+                torch.manual_seed(_unit_seed(seed, method, b))
+                t0 = time.perf_counter()
+                maps = instances[method].attribute(x, target=target)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                q = quantize(maps)
+                rows, curves = [], []
+                for j, sid in enumerate(ids):
+                    _x, truth, item = loaded_slices[j]
+                    sal = evaluation_map(q[j], truth)
+                    row = _base_row(method, sid, b, records[sid], item, truth, fold_of_subject[subj[sid]], probs[j])
+                    row["map_seconds"] = dt / len(ids)
+                    if row["role"] == "positive":
+                        row.update(threshold_free_scores(sal, truth, metrics))
+                    curves.append(curve(sal, truth, curve_grid))
+                    rows.append(row)
+                store.write_unit(method, b, {"maps": q, "curves": np.stack(curves)}, rows)
+                bar.update(1)
+                bar.set_postfix_str(f"{method} batch {b + 1}/{len(batches)}")
+                if _after_unit is not None:
+                    _after_unit(method, b)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
+              f"`xaiseg benchmark <same options> --resume --out {out_dir}`", file=sys.stderr, flush=True)
+        raise
     bar.close()
 
     paths = _finalize(
         out_dir, store, slices, batches, method_names, metrics, strategy, k, slice_ids,
-        figures=figures, save_maps=save_maps, progress=progress, montage_slices=montage_slices, dataset=dataset,
+        figures=figures, save_maps=save_maps, progress=progress, montage_slices=montage_slices,
     )
     rows = store.read_rows()
     wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in method_names}
@@ -429,7 +436,8 @@ def _base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth:
 
 
 def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, slice_ids, *, figures, save_maps,
-              progress, montage_slices, dataset) -> dict[str, Any]:
+              progress, montage_slices) -> dict[str, Any]:
+    """The scores pass: thresholds, thresholded metrics, the complete slices.csv, figures, maps."""
     rows = store.read_rows()
     by_key = {(r["method"], int(r["slice_id"])): r for r in rows}
     missing = [(m, s) for m in methods for s in slice_ids if (m, s) not in by_key]
