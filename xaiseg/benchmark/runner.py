@@ -296,6 +296,10 @@ def run(
         "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model") or cfg.get("preset") or cfg.get("timm_name"),
         "task": task, "target_index": target,
     }
+    if embedded:
+        from .defaults import DEFAULT_PHANTOM
+
+        config["phantom"] = dict(DEFAULT_PHANTOM)
     fingerprint = provenance.data_fingerprint([records[i] for i in slice_ids])
     # what must not change between a run and its resumption (the device may: CPU results are
     # deterministic; on CUDA some kernels are not, see docs)
