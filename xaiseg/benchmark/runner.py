@@ -453,7 +453,7 @@ def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, sl
     folds_of: dict[str, list[int]] = {m: [] for m in methods}
     for m in methods:
         for b, ids in enumerate(batches):
-            c = store.load_unit(m, b)["curves"]
+            c = store.load_unit(m, b, "curves")
             for j, sid in enumerate(ids):
                 r = by_key[(m, sid)]
                 if r["role"] == "positive":
@@ -475,7 +475,7 @@ def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, sl
     for b, ids in enumerate(tqdm(batches, desc="scores", unit="batch", disable=not progress)):
         loaded = [slices.load(sid) for sid in ids]
         for m in methods:
-            q = store.load_unit(m, b)["maps"]
+            q = store.load_unit(m, b, "maps")
             for j, sid in enumerate(ids):
                 _x, truth, item = loaded[j]
                 sal = evaluation_map(q[j], truth)

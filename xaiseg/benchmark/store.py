@@ -83,9 +83,10 @@ class RunStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def load_unit(self, method: str, batch: int) -> dict[str, np.ndarray]:
+    def load_unit(self, method: str, batch: int, key: str) -> np.ndarray:
+        """One array (``maps`` or ``curves``) of a cached unit."""
         with np.load(self.cache_file(method, batch)) as z:
-            return {k: z[k] for k in z.files}
+            return z[key]
 
     # -- reading / resuming ----------------------------------------------------------------
     def read_rows(self) -> list[dict[str, str]]:
