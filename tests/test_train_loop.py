@@ -75,7 +75,9 @@ def test_train_save_reload(tiny_set, tmp_path, task):
     hu = np.full((64, 64), 40.0, np.float32)
     image, _ = loaded.prepare(hu)
     assert image.shape == (1, 3, 32, 32)
-    torch.testing.assert_close(image[0, :, 5, 5], torch.tensor([0.5, (40 - 80 + 100) / 200, (40 - 600 + 1400) / 2800]))
+    windows = torch.tensor([0.5, (40 - 80 + 100) / 200, (40 - 600 + 1400) / 2800])  # clip((hu - lo) / width)
+    mean, std = (torch.tensor(cfg["normalization"][k]) for k in ("mean", "std"))
+    torch.testing.assert_close(image[0, :, 5, 5], (windows - mean) / std)
 
     log = [json.loads(l) for l in (out / LOG_FILE).read_text().splitlines()]
     assert len(log) == 1 and {"train_loss", "val_loss", "val_auc", "val_accuracy", "val_sensitivity", "val_specificity"} <= set(log[0])

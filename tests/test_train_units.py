@@ -64,6 +64,8 @@ def test_lr_schedule_and_curriculum():
     assert c.scale(50, 100) == pytest.approx(2.0)  # half-way through the shrink
     assert c.scale(75, 100) == 1.0 and c.scale(99, 100) == 1.0
     assert c.end_step(100) == 75
+    assert c.realism(0, 100) == 0.0 and c.realism(50, 100) == pytest.approx(0.5) and c.realism(80, 100) == 1.0
+    assert Curriculum().realism(0, 10) == 1.0
     assert Curriculum().scale(0, 10) == 1.0 and not Curriculum(3.0).active
     with pytest.raises(ValueError):
         Curriculum(0.5)

@@ -1,6 +1,9 @@
 """``xaiseg train``: train the weakly supervised (slice-label) classifier that the methods explain."""
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
 
@@ -84,5 +87,6 @@ def train(**o) -> None:
         augment=o["augment"], limit=o["limit"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
         resume=o["resume"], progress=o["progress"],
+        command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )
     run(cfg)

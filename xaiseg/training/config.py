@@ -54,6 +54,7 @@ class TrainConfig:
     curriculum_shrink: float = 0.0
     render_size: int | None = None  # None: the model's input size
     progress: bool = True
+    command: str | None = None  # the command line that started the run (recorded in config.json)
 
     @property
     def is_phantom(self) -> bool:

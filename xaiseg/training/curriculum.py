@@ -50,6 +50,13 @@ class Curriculum:
             return self.start + (1.0 - self.start) * (f - self.hold) / self.shrink
         return 1.0
 
+    def realism(self, step: int, total_steps: int) -> float:
+        """0 while lesions are at ``start`` size, 1 once they are realistic (linear in between):
+        how close the phantom stream's slice levels are to the benchmark's (see sources)."""
+        if not self.active:
+            return 1.0
+        return (self.start - self.scale(step, total_steps)) / (self.start - 1.0)
+
     def end_step(self, total_steps: int) -> int:
         """First step at which lesions are realistic (early stopping starts counting there)."""
         return math.ceil((self.hold + self.shrink) * total_steps) if self.active else 0

@@ -20,8 +20,8 @@ from torch.utils.data import Dataset, IterableDataset
 from ..errors import ConfigError, DataError
 from .curriculum import Curriculum
 
-# Subtype mix of a positive phantom slice: the phantom writer's mix (roughly PhysioNet CT-ICH),
-# so the training stream looks like the benchmark's data set.
+# Subtype mix and lesion count of a hemorrhage-positive phantom head: the phantom writer's
+# (roughly PhysioNet CT-ICH), so the training stream looks like the data sets it writes.
 PHANTOM_SUBTYPE_WEIGHTS = {
     "epidural": 0.15,
     "intraparenchymal": 0.25,
@@ -29,9 +29,6 @@ PHANTOM_SUBTYPE_WEIGHTS = {
     "subarachnoid": 0.20,
     "subdural": 0.25,
 }
-# Axial levels drawn for training/validation slices (0 = skull base, 1 = vertex); the extreme
-# ends hold almost no brain.
-PHANTOM_Z_RANGE = (0.1, 0.9)
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -43,21 +40,40 @@ def _rng(*key: int) -> np.random.Generator:
 
 
 def render_phantom_sample(
-    rng: np.random.Generator, preprocessor: Any, render_size: int, prevalence: float, lesion_scale: float
+    rng: np.random.Generator,
+    preprocessor: Any,
+    render_size: int,
+    prevalence: float,
+    lesion_scale: float,
+    realism: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One fresh phantom slice -> (windowed image, labels). Positive with probability ``prevalence``
-    (one to three lesions); the labels come from the rendered mask, so a lesion that misses the
-    slice gives a negative label."""
-    from ..data.phantom import render_slice
+    """One fresh phantom slice -> (windowed image, labels), drawn the way the phantom writer
+    builds its volumes: a new head; with probability ``prevalence`` one to three lesions (each at
+    its subtype's usual level) and a slice level inside one lesion's extent, anywhere from its
+    middle to its thin ends; otherwise no lesion and a level anywhere from skull base to vertex.
+    The labels come from the rendered mask (a lesion can miss the slice: then it is negative).
 
-    subtypes: tuple[str, ...] = ()
+    ``realism`` < 1 (the curriculum's early phase) makes it easier: positive slices pass closer
+    to a lesion's middle (within ``0.35 + 0.65 * realism`` of its half-height) and negative ones
+    avoid the skull base and vertex (``z`` in ``[0.1, 0.9]`` at realism 0).
+    """
+    from ..data.phantom import render, sample_head, sample_lesion
+
+    head = sample_head(rng)
+    lesions = []
     if rng.random() < prevalence:
         names = list(PHANTOM_SUBTYPE_WEIGHTS)
         p = np.array([PHANTOM_SUBTYPE_WEIGHTS[n] for n in names])
         n = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.10)
-        subtypes = tuple(names[i] for i in sorted(rng.choice(len(names), size=n, replace=False, p=p / p.sum())))
-    z = float(rng.uniform(*PHANTOM_Z_RANGE))
-    sl = render_slice(rng, size=render_size, z=z, subtypes=subtypes, lesion_scale=lesion_scale)
+        chosen = sorted(rng.choice(len(names), size=n, replace=False, p=p / p.sum()))
+        lesions = [sample_lesion(rng, names[i], head, lesion_scale=lesion_scale) for i in chosen]
+        hit = lesions[int(rng.integers(len(lesions)))]
+        spread = 0.35 + 0.65 * realism
+        z = float(np.clip(hit.zc + rng.uniform(-spread, spread) * hit.hz, 0.0, 1.0))
+    else:
+        margin = 0.1 * (1.0 - realism)
+        z = float(rng.uniform(margin, 1.0 - margin))
+    sl = render(head, lesions, z, rng, size=render_size)
     image = preprocessor(sl.hu)[0]
     return np.asarray(image, dtype=np.float32), np.asarray(sl.labels, dtype=np.float32)
 
@@ -91,8 +107,9 @@ class PhantomStream(IterableDataset):
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         scale = self.curriculum.scale(step, self.total_steps)
+        realism = self.curriculum.realism(step, self.total_steps)
         rng = _rng(self.seed, 1, step)
-        xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale)
+        xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale, realism)
                        for _ in range(self.batch_size)))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 

@@ -27,7 +27,8 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, DataError
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, resolve_device, save_checkpoint
+from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, normalize,
+                         resolve_device, save_checkpoint)
 from .config import TrainConfig
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
@@ -38,7 +39,7 @@ RESUME_FILE = "resume.pt"
 LOG_FILE = "train_log.jsonl"
 TEXT_LOG = "train.log"
 # Options that may differ between an interrupted run and its --resume (they do not change results).
-_RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "epochs")
+_RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "command")
 
 
 @dataclass
@@ -82,12 +83,13 @@ def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     return _jsonable(d)
 
 
-def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: torch.device, amp_ctx) -> dict[str, Any]:
+def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: torch.device, amp_ctx,
+              normalization: dict[str, Any]) -> dict[str, Any]:
     model.eval()
     losses, weights, probs, labels, all_probs = [], [], [], [], []
     with torch.no_grad():
         for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device)
+            x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device)
             with amp_ctx():
                 logits = model(x)
             losses.append(float(task_loss(logits, y, task)) * len(x))
@@ -165,7 +167,10 @@ def train(
 
     windows = tuple(tuple(float(v) for v in w) for w in (cfg.windows or DEFAULT_WINDOWS))
     preprocessor = Preprocessor(input_size, windows)
-    normalization = {"mean": [0.0] * len(windows), "std": [1.0] * len(windows)}
+    # Centre the [0, 1] windows on 0. Why: Swin normalises every patch token (LayerNorm right after
+    # the patch embedding), which removes most of the difference between a uniformly dim (brain)
+    # and a uniformly bright (blood) patch when all inputs are positive; centred inputs keep it.
+    normalization = {"mean": [0.5] * len(windows), "std": [0.5] * len(windows)}
 
     # ---- data --------------------------------------------------------------------------------
     curriculum = Curriculum(cfg.curriculum_start, cfg.curriculum_hold, cfg.curriculum_shrink) if cfg.is_phantom else Curriculum()
@@ -308,7 +313,7 @@ def train(
             lr = cfg.lr * lr_factor(step, total_steps, warmup, cfg.min_lr_ratio)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device, non_blocking=True)
             with amp_ctx():
                 loss = task_loss(model(x), y, cfg.task, cfg.focal_gamma)
             optimizer.zero_grad(set_to_none=True)
@@ -330,7 +335,7 @@ def train(
         if curriculum.active:
             rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(step - 1, total_steps)
         if has_val:
-            vm = _evaluate(model, val_batches(), cfg.task, target_index, device, amp_ctx)
+            vm = _evaluate(model, val_batches(), cfg.task, target_index, device, amp_ctx, normalization)
             rec.update({f"val_{k}": v for k, v in vm.items()})
         rec["epoch_s"] = time.perf_counter() - t_epoch
         rec["steps_per_s"] = len(losses) / train_s
