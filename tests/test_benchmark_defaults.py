@@ -32,6 +32,10 @@ def test_phantom_is_generated_once_and_keyed_by_its_parameters(monkeypatch, tmp_
     p2 = defaults.default_phantom(params, progress=False)
     assert p1 == p2 and len(calls) == 1 and (p1 / "ct_scans").is_dir() and (p1 / ".complete").exists()
     assert defaults.phantom_dir({**params, "seed": 2}) != p1
+    monkeypatch.setattr(phantom_writer, "PHANTOM_VERSION", -1)  # a changed generator never reuses it
+    assert defaults.phantom_dir(params) != p1
+    monkeypatch.undo()
+    monkeypatch.setenv("XAISEG_CACHE", str(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == [p1.name]  # no temporary folder left behind
 
 

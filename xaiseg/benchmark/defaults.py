@@ -26,10 +26,28 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "xaiseg"
 
 
+def _generator_fingerprint() -> str:
+    """The phantom generator's version and source: a changed generator never reuses a phantom
+    cached by an older one (the labels may agree while the voxels do not)."""
+    from ..data import phantom, phantom_writer
+
+    h = hashlib.sha256(str(getattr(phantom_writer, "PHANTOM_VERSION", "?")).encode())
+    for mod in (phantom, phantom_writer):
+        h.update(Path(mod.__file__).read_bytes())
+    try:
+        from ..data import _fields
+
+        h.update(Path(_fields.__file__).read_bytes())
+    except ImportError:  # pragma: no cover - layout of the data package changed
+        pass
+    return h.hexdigest()
+
+
 def phantom_dir(params: dict | None = None) -> Path:
+    """``<cache>/phantom-<hash of the parameters and the generator>``."""
     params = dict(DEFAULT_PHANTOM if params is None else params)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_root() / f"phantom-{key}"
+    blob = json.dumps({"params": params, "generator": _generator_fingerprint()}, sort_keys=True)
+    return cache_root() / f"phantom-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
