@@ -26,11 +26,11 @@ class Preset:
     description: str = ""
 
 
-# Why these numbers: see docs/training.md ("Presets"). In short: on 2 CPU cores the cost of a
+# Why these numbers: see docs/training.md ("Models"). In short: on 2 CPU cores the cost of a
 # Swin step is dominated by stage 0, so `tiny` keeps the paper's patch 4 (maps need a fine stage-0
 # grid, 32×32 at 128 px) but uses window 4, embed 32 and 2 blocks per stage, which keeps
-# HGI-SAM's (regular, shifted) block pairs in every stage. drop_path 0: nothing to regularise
-# when every step sees fresh slices, and stochastic depth slowed convergence in our runs.
+# HGI-SAM's (regular, shifted) block pairs in every stage. drop_path 0: with fresh phantom slices
+# every step there is little to regularise (not compared against drop_path > 0).
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny",
@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
         "swin_tiny_patch4_window7_224",
         dict(img_size=128, patch_size=4, window_size=4, embed_dim=48, depths=(2, 2, 4, 2),
              num_heads=(2, 4, 8, 16), drop_path_rate=0.05),
-        "Larger CPU Swin: 128 px, patch 4, window 4, embed 48, depths 2-2-4-2 (~5.5 M parameters)",
+        "Larger CPU Swin: 128 px, patch 4, window 4, embed 48, depths 2-2-4-2 (~6.0 M parameters)",
     ),
     "paper": Preset(
         "paper",
