@@ -71,3 +71,36 @@ def test_cli_bad_arguments_one_line(tmp_path, args, message):
 def test_cli_rejects_unknown_task_via_click(tmp_path):
     res = _run("--task", "segmentation", "--out", str(tmp_path / "y"))
     assert res.exit_code == 2 and "Invalid value for '--task'" in res.output
+
+
+def _folder_with_one_bad_pair(root):
+    import nibabel as nib
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = rng.normal(30, 10, (32, 32, 3)).astype(np.float32)
+        mask = np.zeros((32, 32, 3), np.uint8)
+        mask[10:14, 10:14, i % 3] = 1 if i % 2 else 0
+        nib.save(nib.Nifti1Image(img, np.eye(4)), root / "images" / f"s{i}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), root / "masks" / f"s{i}.nii.gz")
+    # one subject whose mask does not fit its image
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 3), np.float32), np.eye(4)), root / "images" / "bad.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((16, 32, 3), np.uint8), np.eye(4)), root / "masks" / "bad.nii.gz")
+
+
+def test_cli_skip_bad(tmp_path):
+    data = tmp_path / "data"
+    _folder_with_one_bad_pair(data)
+    args = ["--data", str(data), "--layout", "folder", "--model", "tiny", "--model-kwargs", TINY, "--epochs", "1",
+            "--batch-size", "4", "--val-fraction", "0.25", "--device", "cpu", "--no-progress"]
+    res = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "bad" in res.output
+    assert sum(line.startswith("Error: ") for line in res.output.splitlines()) == 1
+    assert "Traceback" not in res.output and not (tmp_path / "a" / "model.safetensors").exists()
+    res = _run(*args, "--skip-bad", "--out", str(tmp_path / "b"))
+    assert res.exit_code == 0, res.output
+    assert "--skip-bad: skipped 1 bad item(s)" in res.output and "bad.nii" in res.output
+    assert (tmp_path / "b" / "model.safetensors").exists()

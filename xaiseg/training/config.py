@@ -45,6 +45,7 @@ class TrainConfig:
     amp: bool = True  # CUDA only; ignored on CPU
     resume: bool = False
     limit: int | None = None  # use at most this many slices of the data set (quick runs)
+    skip_bad: bool = False  # skip (count and report) bad files instead of stopping at the first
     # phantom stream
     steps_per_epoch: int = 100
     val_size: int = 512

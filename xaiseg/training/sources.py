@@ -219,8 +219,9 @@ class EpochSampler:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def open_training_data(path: str, layout: str) -> Any:
-    """Open a data set with ``xaiseg.data.open_dataset``; errors stay one-line DataErrors."""
+def open_training_data(path: str, layout: str, skip_bad: bool = False) -> Any:
+    """Open a data set with ``xaiseg.data.open_dataset``; errors stay one-line DataErrors, or with
+    ``skip_bad`` bad files are left out and listed in the data set's ``skipped``."""
     from ..data import open_dataset
 
-    return open_dataset(path, layout=layout)
+    return open_dataset(path, layout=layout, skip_bad=skip_bad)

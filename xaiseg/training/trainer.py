@@ -205,7 +205,10 @@ def train(
     else:
         from .sources import EpochSampler, SliceDataset, balanced_weights, epoch_order, open_training_data, subject_split
 
-        ds = open_training_data(cfg.data, cfg.layout)
+        ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)
+        skipped = list(getattr(ds, "skipped", []))
+        if skipped:
+            log(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}")
         records = list(ds.records)[: cfg.limit] if cfg.limit else list(ds.records)
         # A NaN label means "not known" (e.g. a partial RSNA CSV): such slices cannot be trained on.
         need = slice(-1, None) if cfg.task == "binary" else slice(None)
