@@ -34,16 +34,11 @@ FORWARD_ONLY = {"swin-sam", "rollout", "centre-prior", "random"}
 
 
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
-    try:  # presets (tiny, paper, ...) come from the training module when it is installed
-        from xaiseg.training.presets import build_model as build_preset, PRESETS  # type: ignore
+    """An xaiseg preset (tiny, small, paper) or any timm Swin name, with pretrained=False."""
+    from xaiseg.training.presets import build_model as build, resolve_model
 
-        if name in PRESETS:
-            return build_preset(name, num_classes=2).to(device).eval()
-    except ImportError:
-        pass
-    import timm
-
-    return timm.create_model(name, pretrained=False, num_classes=2).to(device).eval()
+    timm_name, kwargs = resolve_model(name)
+    return build(timm_name, kwargs, num_classes=2).to(device).eval()
 
 
 # ------------------------------------------------------------------------------------ memory

@@ -26,7 +26,7 @@ def _query_mean(probs: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
 
 
 def _head_query_mean(probs: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
-    return probs.mean(dim=-2).mean(dim=1, keepdim=True)  # (B·nW, 1, N)
+    return probs.mean(dim=(1, 2)).unsqueeze(1)  # (B·nW, 1, N): heads and queries in one reduction
 
 
 def _frobenius(grads: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
