@@ -106,6 +106,14 @@ def test_resume_equals_uninterrupted(tiny_set, tmp_path):
         train(_cfg(tmp_path / "cut", tiny_set, **kw))
     with pytest.raises(ConfigError, match="different options"):
         train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "lr": 5e-4}, resume=True))
+    # A run saved before an option existed resumes with that option at its default (and only then).
+    state = _resume_state(tmp_path / "cut")
+    fp = json.loads(state["fingerprint"])
+    del fp["skip_bad"]
+    state["fingerprint"] = json.dumps(fp)
+    torch.save(state, tmp_path / "cut" / RESUME_FILE)
+    with pytest.raises(ConfigError, match="different options.*skip_bad"):
+        train(_cfg(tmp_path / "cut", tiny_set, **kw, skip_bad=True, resume=True))
     resumed = train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
 
     a, b = _resume_state(full.out), _resume_state(resumed.out)

@@ -12,6 +12,7 @@ One function, :func:`train`, runs a whole (or resumed) run and writes into ``cfg
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -269,6 +270,9 @@ def train(
         except Exception as exc:
             raise CheckpointError(f"cannot read {str(resume_path)!r} ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
         saved_fp = json.loads(state["fingerprint"])
+        # An option added to xaiseg after the run started was, for that run, at its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+        saved_fp = {**_jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
         diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
         if diff:
             raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
