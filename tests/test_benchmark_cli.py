@@ -88,3 +88,27 @@ def test_explain_command(assets, tmp_path):
     r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
                  "--method", "nope", "--out", str(out)])
     assert r.exit_code == 1 and r.output.startswith("Error: unknown method 'nope'")
+
+
+def test_skip_bad_counts_and_reports(assets, tmp_path):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    data, ckpt = assets
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    victim = sorted((broken / "masks").iterdir())[0]
+    img = nib.load(str(broken / "ct_scans" / victim.name))
+    nib.save(nib.Nifti1Image(np.zeros((7, 7, img.shape[2]), np.uint8), img.affine), str(victim))
+    args = ["benchmark", "--data", str(broken), "--checkpoint", str(ckpt), "--methods", "swin-sam", "--threshold", "otsu",
+            "--limit", "6", "--no-figures", "--device", "cpu"]
+    r = _invoke([*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and victim.name in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = _invoke([*args, "--skip-bad", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "--skip-bad: skipped 1 bad item(s)" in r.output and victim.name in r.output
+    cfg = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
+    assert cfg["skip_bad"] is True and len(cfg["skipped"]) == 1

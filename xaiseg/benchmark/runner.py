@@ -204,6 +204,7 @@ def run(
     seed: int = 0,
     figures: bool = True,
     keep_cache: bool = False,
+    skip_bad: bool = False,
     progress: bool = True,
     montage_slices: int = 6,
     dataset: Any = None,
@@ -216,7 +217,8 @@ def run(
     ``checkpoint=None`` the shipped default classifier. Instead of paths, an open ``dataset``
     (``.records`` plus items as :func:`xaiseg.data.open_dataset` yields them) and a loaded
     ``model`` (``.model``, ``.config``, ``.preprocessor`` as :func:`xaiseg.load_model` returns)
-    may be passed. ``_after_unit`` is a test hook called
+    may be passed. ``skip_bad`` leaves out unreadable or inconsistent files of ``data`` (counted
+    in run.json's ``config.skipped`` and reported) instead of stopping at the first. ``_after_unit`` is a test hook called
     after every finished (method, batch) unit (raise from it to simulate a crash).
     """
     t_start = time.perf_counter()
@@ -238,7 +240,7 @@ def run(
         from ..data import open_dataset  # the data layer is only needed now
 
         data_path, layout = resolve_data(data, layout, progress=progress)
-        ds_kwargs: dict[str, Any] = {}
+        ds_kwargs: dict[str, Any] = {"skip_bad": True} if skip_bad else {}
         if brain_mask not in ("auto", "none"):
             ds_kwargs["brain_dir"] = Path(brain_mask)
         try:
@@ -295,6 +297,7 @@ def run(
         "negative_ratio": negative_ratio, "seed": seed,
         "device": str(dev), "metrics": [m.name for m in metrics], "model": cfg.get("model") or cfg.get("preset") or cfg.get("timm_name"),
         "task": task, "target_index": target,
+        "skip_bad": bool(skip_bad), "skipped": list(getattr(dataset, "skipped", [])),
     }
     if embedded:
         from .defaults import DEFAULT_PHANTOM

@@ -23,8 +23,10 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and stochastic methods.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--keep-cache", is_flag=True, help="Keep the per-batch map cache after a complete run.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent files of --data (counted and "
+              "reported) instead of stopping at the first with an error.")
 def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, out, device, batch_size, resume,
-              limit, positives_only, negative_ratio, save_maps, seed, no_figures, keep_cache) -> None:
+              limit, positives_only, negative_ratio, save_maps, seed, no_figures, keep_cache, skip_bad) -> None:
     """Run every method on the same slices, threshold the maps and score them.
 
     With no options: the built-in head-CT phantom, the shipped tiny Swin classifier, the
@@ -40,8 +42,11 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
         data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
         brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
         positives_only=positives_only, negative_ratio=negative_ratio, save_maps=save_maps, seed=seed, figures=not no_figures,
-        keep_cache=keep_cache,
+        keep_cache=keep_cache, skip_bad=skip_bad,
     )
+    skipped = result.config.get("skipped") or []
+    if skipped:
+        click.echo(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}", err=True)
     click.echo("")
     click.echo(result.table())
     click.echo(f"\nresults in {result.out}  ({time.perf_counter() - t0:.0f} s)")
