@@ -562,31 +562,11 @@ def render_slice(
     return render(head, lesions, z, rng, size=size, pixel_mm=pixel_mm)
 
 
-def write_phantom(
-    out: Path | str,
-    subjects: int = 20,
-    slices_per_subject: int = 32,
-    size: int = 512,
-    prevalence: float = 0.6,
-    seed: int = 0,
-    contact_sheet: bool = False,
-    progress: bool = True,
-    overwrite: bool = False,
-    compress: bool = False,
-) -> Path:
-    """Write a phantom data set in the PhysioNet CT-ICH layout; see
-    :func:`xaiseg.data.phantom_writer.write_phantom` (this is the same function)."""
-    from .phantom_writer import write_phantom as _write
+def __getattr__(name: str):
+    # ``write_phantom`` lives in phantom_writer (nibabel, files), which imports this module:
+    # re-exported lazily (PEP 562) so either module can be imported first.
+    if name == "write_phantom":
+        from .phantom_writer import write_phantom
 
-    return _write(
-        out,
-        subjects=subjects,
-        slices_per_subject=slices_per_subject,
-        size=size,
-        prevalence=prevalence,
-        seed=seed,
-        contact_sheet=contact_sheet,
-        progress=progress,
-        overwrite=overwrite,
-        compress=compress,
-    )
+        return write_phantom
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
