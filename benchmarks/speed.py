@@ -35,10 +35,14 @@ FORWARD_ONLY = {"swin-sam", "rollout", "centre-prior", "random"}
 
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
     """An xaiseg preset (tiny, small, paper) or any timm Swin name, with pretrained=False."""
-    from xaiseg.training.presets import build_model as build, resolve_model
+    from xaiseg.training.presets import PRESETS, build_model as build, resolve_model
 
-    timm_name, kwargs = resolve_model(name)
-    return build(timm_name, kwargs, num_classes=2).to(device).eval()
+    if name in PRESETS:
+        timm_name, kwargs = resolve_model(name)
+        return build(timm_name, kwargs, num_classes=2).to(device).eval()
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=2).to(device).eval()
 
 
 # ------------------------------------------------------------------------------------ memory
