@@ -90,7 +90,7 @@ def test_explain_command(assets, tmp_path):
     assert r.exit_code == 1 and r.output.startswith("Error: unknown method 'nope'")
 
 
-def test_skip_bad_counts_and_reports(assets, tmp_path):
+def test_skip_bad_counts_and_reports(assets, tmp_path, recwarn):
     import shutil
 
     import nibabel as nib
@@ -112,3 +112,4 @@ def test_skip_bad_counts_and_reports(assets, tmp_path):
     assert "--skip-bad: skipped 1 bad item(s)" in r.output and victim.name in r.output
     cfg = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
     assert cfg["skip_bad"] is True and len(cfg["skipped"]) == 1
+    assert not [w for w in recwarn if "bad item" in str(w.message)]  # reported once, by the command

@@ -91,7 +91,7 @@ def _folder_with_one_bad_pair(root):
     nib.save(nib.Nifti1Image(np.zeros((16, 32, 3), np.uint8), np.eye(4)), root / "masks" / "bad.nii.gz")
 
 
-def test_cli_skip_bad(tmp_path):
+def test_cli_skip_bad(tmp_path, recwarn):
     data = tmp_path / "data"
     _folder_with_one_bad_pair(data)
     args = ["--data", str(data), "--layout", "folder", "--model", "tiny", "--model-kwargs", TINY, "--epochs", "1",
@@ -104,3 +104,4 @@ def test_cli_skip_bad(tmp_path):
     assert res.exit_code == 0, res.output
     assert "--skip-bad: skipped 1 bad item(s)" in res.output and "bad.nii" in res.output
     assert (tmp_path / "b" / "model.safetensors").exists()
+    assert not [w for w in recwarn if "bad item" in str(w.message)]  # reported once, in the log

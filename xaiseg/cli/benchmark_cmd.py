@@ -38,12 +38,17 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
     from ..benchmark import run
 
     t0 = time.perf_counter()
-    result = run(
-        data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
-        brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
-        positives_only=positives_only, negative_ratio=negative_ratio, save_maps=save_maps, seed=seed, figures=not no_figures,
-        keep_cache=keep_cache, skip_bad=skip_bad,
-    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # the summary line below says what --skip-bad skipped; the data layer's warning would repeat it
+        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad item", category=RuntimeWarning)
+        result = run(
+            data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
+            brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
+            positives_only=positives_only, negative_ratio=negative_ratio, save_maps=save_maps, seed=seed, figures=not no_figures,
+            keep_cache=keep_cache, skip_bad=skip_bad,
+        )
     skipped = result.config.get("skipped") or []
     if skipped:
         click.echo(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}", err=True)
