@@ -72,12 +72,9 @@ def attention_pass(
         scores = [r.outputs if on_probs else r.scores for r in records]
         for r in records:
             r.scores = r.outputs = None
-        raw = torch.autograd.grad(y.sum(), scores, allow_unused=True)
+        # materialize_grads: a block that does not reach the logit gets zeros, never None
+        raw = torch.autograd.grad(y.sum(), scores, allow_unused=True, materialize_grads=True)
         del scores, y
-        grads: list[torch.Tensor] = []
-        for r, g in zip(records, raw):
-            if g is None:  # the block does not reach the logit (cannot happen in a plain Swin)
-                g = torch.zeros_like(r.probs) if reduce_grads is None else None
-            grads.append(g if reduce_grads is None or g is None else reduce_grads(g, r.block))
+        grads = [g if reduce_grads is None else reduce_grads(g, r.block) for r, g in zip(records, raw)]
         del raw
     return AttentionPass(logits.detach(), tgt, records, grads)
