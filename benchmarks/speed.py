@@ -10,6 +10,10 @@ clock speed or background load hits all of them alike), after warm-up; figures a
 
     python benchmarks/speed.py                       # Swin-B 384 (paper), CPU: batches 1 and 2
     python benchmarks/speed.py --model tiny --batch-sizes 1,8,32 --json out.json
+
+Last, the whole ``xaiseg benchmark`` pipeline (built-in phantom, shipped classifier) runs on
+``--pipeline-slices`` slices and prints images/s with the time per stage (loading,
+preprocessing, classifier forward, attribution, metrics, storage, figures).
 """
 from __future__ import annotations
 
@@ -125,6 +129,36 @@ def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int)
     return run
 
 
+# ------------------------------------------------------------------------------------ pipeline
+def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: int | None) -> dict:
+    """The whole ``xaiseg benchmark`` on its built-in phantom with the shipped classifier, run as
+    a user runs it (``python -m xaiseg benchmark``, in a fresh process without this script's
+    malloc settings), restricted to ``n_slices`` slices; returns run.json's ``timing`` (seconds
+    per stage: load, preprocess, classify, attribution, metrics, store, figures, ...)."""
+    import subprocess
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "run")
+        cmd = [sys.executable, "-m", "xaiseg", "benchmark", "--out", out, "--limit", str(n_slices),
+               "--methods", ",".join(methods), "--device", str(device)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        with open(os.path.join(out, "run.json")) as f:
+            meta = json.load(f)
+    timing = dict(meta["timing"])
+    timing["process_wall_s"] = wall  # incl. interpreter start, imports, model and data opening
+    timing["methods"] = methods
+    timing["model"] = meta["config"].get("model")
+    return timing
+
+
 # ------------------------------------------------------------------------------------ timing
 @dataclass
 class Row:
@@ -186,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds, the last one measuring memory (default 1, at least 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--pipeline-slices", type=int, default=48,
+                    help="slices of the whole `xaiseg benchmark` run on the built-in phantom, timed per stage "
+                         "(default 48; 0 = skip it)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here ('-' = stdout)")
     args = ap.parse_args(argv)
+    if 0 < args.pipeline_slices < 20:  # fewer leave too few positive subjects for the 5 threshold folds
+        ap.error("--pipeline-slices must be 0 (skip) or at least 20")
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if args.threads:
@@ -256,8 +295,18 @@ def main(argv: list[str] | None = None) -> int:
         fl = {r.batch: r.seconds_per_image for r in rows if r.name == "hgi-sam"}
         if fl:
             print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
+    pipe = None
+    if args.pipeline_slices > 0:
+        pipe = pipeline(device, [m for m in methods if m in configs], args.pipeline_slices, args.threads)
+        print(f"\nwhole pipeline: xaiseg benchmark, built-in phantom, {pipe['model']} classifier, "
+              f"{len(methods)} methods, {pipe['slices']} slices")
+        print(f"  {pipe['slices_per_s']:.2f} slices/s ({pipe['maps_per_s']:.1f} maps/s) over {pipe['elapsed_s']:.1f} s; "
+              f"{pipe['process_wall_s']:.1f} s with interpreter start and imports")
+        print(f"  {'stage':<14}{'s':>8}{'share':>8}")
+        for stage, sec in sorted(pipe["stage_s"].items(), key=lambda kv: -kv[1]):
+            print(f"  {stage:<14}{sec:8.2f}{100 * pipe['stage_share'][stage]:7.1f}%")
     if args.json_path:
-        payload = json.dumps({"info": info, "rows": [asdict(r) for r in rows]}, indent=2)
+        payload = json.dumps({"info": info, "rows": [asdict(r) for r in rows], "pipeline": pipe}, indent=2)
         if args.json_path == "-":
             print(payload)
         else:

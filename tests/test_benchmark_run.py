@@ -79,6 +79,19 @@ def test_every_output_file_and_its_columns(full):
     assert meta["config"]["methods"] == METHODS and meta["config"]["threshold"] == "grid"
     assert len(meta["data_fingerprint"]) == 64 and len(meta["checkpoint_sha256"]) == 64
     assert meta["seeds"]["benchmark"] == 0 and set(meta["method_wall_s"]) == set(METHODS)
+    # where the time went: every pipeline stage that ran is timed, and the parts add up to the run
+    timing = meta["timing"]
+    assert timing == full.timing and timing["slices"] == 30
+    stages = timing["stage_s"]
+    for stage in ("load", "preprocess", "classify", "attribution", "metrics", "store", "thresholds", "figures",
+                  "maps", "report", "other"):
+        assert stages[stage] >= 0.0, stage
+    assert stages["attribution"] > 0 and stages["load"] > 0 and stages["metrics"] > 0
+    assert sum(stages.values()) == pytest.approx(timing["elapsed_s"], rel=1e-6)
+    assert sum(timing["stage_share"].values()) == pytest.approx(1.0)
+    # the per-method map seconds of slices.csv are measured inside the attribution stage
+    assert sum(meta["method_wall_s"].values()) <= stages["attribution"] + 1e-6
+    assert timing["slices_per_s"] == pytest.approx(30 / timing["elapsed_s"])
     figs = sorted(p.name for p in (out / "figures").iterdir())
     assert "dice-by-method.png" in figs and "dice-vs-threshold.png" in figs
     assert sum(f.startswith("montage-") for f in figs) == len(METHODS)
@@ -248,3 +261,24 @@ def test_explain_writes_the_benchmarks_maps_on_the_scans_grid(assets, full, tmp_
     # same pipeline; only the batch composition differs (float16 rounding of the cached map)
     np.testing.assert_allclose(np.asarray(ours.dataobj), bench, atol=2e-3)
     assert 0.0 <= vol.min() and vol.max() <= 1.0
+
+
+def test_stage_clock_accumulates_per_stage(monkeypatch):
+    from xaiseg.benchmark import timing as timing_mod
+
+    ticks = iter([0.0, 1.5, 2.0, 2.25, 10.0, 13.0])  # three timed spans: 1.5 s, 0.25 s, 3 s
+    monkeypatch.setattr(timing_mod.time, "perf_counter", lambda: next(ticks))
+    clock = timing_mod.StageClock()
+    with clock("load"):
+        pass
+    with clock("attribution"):
+        pass
+    with pytest.raises(RuntimeError):  # a failing stage is still charged
+        with clock("load"):
+            raise RuntimeError("boom")
+    rep = clock.report(elapsed_s=6.0, n_slices=12, n_methods=2)
+    assert rep["stage_s"] == {"load": 4.5, "attribution": 0.25, "other": pytest.approx(1.25)}
+    assert rep["stage_share"]["load"] == pytest.approx(0.75)
+    assert rep["slices_per_s"] == 2.0 and rep["maps_per_s"] == 4.0
+    line = timing_mod.format_timing(rep)
+    assert line.startswith("12 slices in 6.0 s (2.00 slices/s, 4.0 maps/s): load 75%, other 21%, attribution 4%")

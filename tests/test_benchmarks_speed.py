@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_speed_script_runs_on_a_tiny_model(tmp_path):
     out = tmp_path / "speed.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XAISEG_CACHE=str(tmp_path / "cache"))
     cmd = [
         sys.executable, str(ROOT / "tests" / "_speed_tiny.py"), "--batch-sizes", "1,2", "--repeats", "1",
         "--methods", "hgi-sam,swin-sam,no-such-method", "--json", str(out), "--device", "cpu",
+        "--pipeline-slices", "20",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -28,3 +29,10 @@ def test_speed_script_runs_on_a_tiny_model(tmp_path):
         if r["name"] == "floor":
             assert abs(r["ratio_to_floor"] - 1.0) < 1e-9
     assert "hgi-sam" in res.stdout and "x floor" in res.stdout
+    # the whole pipeline on 20 slices of the built-in phantom, with the methods that exist
+    pipe = data["pipeline"]
+    assert pipe["slices"] == 20 and pipe["methods"] == ["hgi-sam", "swin-sam"]
+    assert {"load", "preprocess", "classify", "attribution", "metrics"} <= set(pipe["stage_s"])
+    assert abs(sum(pipe["stage_s"].values()) - pipe["elapsed_s"]) < 1e-6
+    assert pipe["process_wall_s"] >= pipe["elapsed_s"] > 0
+    assert "whole pipeline" in res.stdout and "attribution" in res.stdout

@@ -85,6 +85,18 @@ def test_train_save_reload(tiny_set, tmp_path, task):
         assert set(log[0]["val_auc_per_label"]) == set(LABELS)
 
 
+class _Stop(Exception):
+    """Simulates a crash at the end of an epoch."""
+
+
+def _stop_after(epoch):
+    def hook(rec):
+        if rec["epoch"] == epoch:
+            raise _Stop
+
+    return hook
+
+
 def _resume_state(out):
     return torch.load(out / RESUME_FILE, weights_only=True)
 
@@ -93,15 +105,8 @@ def test_resume_equals_uninterrupted(tiny_set, tmp_path):
     kw = dict(epochs=2, balanced=True)
     full = train(_cfg(tmp_path / "full", tiny_set, **kw))
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(rec):
-        if rec["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(_cfg(tmp_path / "cut", tiny_set, **kw), on_epoch_end=stop_after_first)
+    with pytest.raises(_Stop):
+        train(_cfg(tmp_path / "cut", tiny_set, **kw), on_epoch_end=_stop_after(1))
     with pytest.raises(ConfigError, match="already holds"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw))
     with pytest.raises(ConfigError, match="different options"):
@@ -155,3 +160,41 @@ def test_phantom_stream_run_and_determinism(tmp_path):
     xr, yr = next(iter(s2))
     assert torch.equal(x4, xr) and torch.equal(y4, yr)
     assert not torch.equal(s1.batch(5)[0], x4)
+
+
+def test_ema_is_the_moving_average_of_the_trained_weights_and_resumes(tiny_set, tmp_path):
+    """--ema: the saved/validated weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the
+    optimiser steps (computed here from the plain run's per-step weights), training itself is
+    unchanged, and an interrupted EMA run resumes to the same average."""
+    d = 0.7
+    # one step per epoch (batch 16 > the 15 training slices) so resume.pt shows every step's weights
+    kw = dict(epochs=3, batch_size=16, patience=0)
+    steps: list[dict] = []
+    plain = train(_cfg(tmp_path / "plain", tiny_set, **kw),
+                  on_epoch_end=lambda rec: steps.append(_resume_state(tmp_path / "plain")["model"]))
+    assert [json.loads(l)["step"] for l in (plain.out / LOG_FILE).read_text().splitlines()] == [1, 2, 3]
+    averages = [{k: v.clone() for k, v in steps[0].items()}]
+    for w in steps[1:]:
+        averages.append({k: d * averages[-1][k] + (1 - d) * v if v.is_floating_point() else v for k, v in w.items()})
+    expected = averages[-1]
+
+    with pytest.raises(_Stop):
+        train(_cfg(tmp_path / "ema", tiny_set, **kw, ema=d), on_epoch_end=_stop_after(2))
+    resumed = train(_cfg(tmp_path / "ema", tiny_set, **kw, ema=d, resume=True))
+    uninterrupted = train(_cfg(tmp_path / "ema-full", tiny_set, **kw, ema=d))
+    for res in (resumed, uninterrupted):
+        state = _resume_state(res.out)
+        for k in steps[-1]:
+            assert torch.equal(state["model"][k], steps[-1][k]), k  # the EMA does not change training
+            torch.testing.assert_close(state["ema"][k], expected[k], rtol=1e-5, atol=1e-6, msg=k)
+    # what is validated and saved is the average (at its best epoch)
+    best = uninterrupted.best_epoch
+    log = [json.loads(l) for l in (uninterrupted.out / LOG_FILE).read_text().splitlines()]
+    assert log[best - 1]["best"]
+    saved = xaiseg.load_model(uninterrupted.out, device="cpu").model.state_dict()
+    for k in saved:
+        torch.testing.assert_close(saved[k], averages[best - 1][k], rtol=1e-5, atol=1e-6, msg=k)
+    plain_saved = xaiseg.load_model(plain.out, device="cpu").model.state_dict()
+    assert any(not torch.equal(saved[k], plain_saved[k]) for k in saved)
+    with pytest.raises(ConfigError, match="--ema"):
+        train(_cfg(tmp_path / "bad", tiny_set, ema=1.0))

@@ -36,6 +36,7 @@ from .evaluate import SliceTruth, curve, evaluation_map, quantize, thresholded_s
 from .folds import subject_folds
 from .report import summarize, table, write_summary
 from .store import RunStore
+from .timing import StageClock
 
 DEFAULT_METHODS: tuple[str, ...] = (
     "hgi-sam", "swin-sam", "gradcam", "rollout", "grad-rollout", "saliency", "centre-prior",
@@ -53,6 +54,7 @@ class BenchmarkResult:
     paths: dict[str, Path]
     out: Path
     config: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)  # run.json's "timing": seconds per stage, slices/s
 
     def table(self) -> str:
         return table(self.summary)
@@ -115,24 +117,27 @@ def _probability(logits: torch.Tensor, task: str, target: int) -> torch.Tensor:
 class _Slices:
     """Reads a slice once and derives what the model and the scoring need from it."""
 
-    def __init__(self, dataset: Any, preprocessor: Any, brain_mode: str) -> None:
+    def __init__(self, dataset: Any, preprocessor: Any, brain_mode: str, clock: StageClock) -> None:
         self.ds = dataset
         self.pre = preprocessor
         self.brain_mode = brain_mode
+        self.clock = clock
 
     def load(self, sid: int) -> tuple[torch.Tensor, SliceTruth, dict]:
-        item = self.ds[sid]
-        hu = np.asarray(item["image"], dtype=np.float32)
-        # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
-        gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)
-        brain = None
-        if self.brain_mode != "none":
-            brain = item.get("brain")
-            if brain is None:
-                brain = _auto_brain(hu, item["spacing"])
-            brain = np.asarray(brain) > 0
-        image, _m, _b, geometry = self.pre(hu)
-        x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+        with self.clock("load"):
+            item = self.ds[sid]
+            hu = np.asarray(item["image"], dtype=np.float32)
+            # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
+            gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)
+        with self.clock("preprocess"):
+            brain = None
+            if self.brain_mode != "none":
+                brain = item.get("brain")
+                if brain is None:
+                    brain = _auto_brain(hu, item["spacing"])
+                brain = np.asarray(brain) > 0
+            image, _m, _b, geometry = self.pre(hu)
+            x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
         spacing = tuple(float(s) for s in item["spacing"])
         return x, SliceTruth(gt=gt, spacing=spacing, brain=brain, geometry=geometry), item
 
@@ -233,18 +238,21 @@ def run(
         raise ConfigError(f"--brain-mask must be auto, none or a folder of brain masks; {brain_mask!r} is not a folder")
     dev = _device(device)
     metrics = _metrics()
+    clock = StageClock(dev)
 
     from .defaults import resolve_checkpoint, resolve_data
 
     if dataset is None:
         from ..data import open_dataset  # the data layer is only needed now
 
-        data_path, layout = resolve_data(data, layout, progress=progress)
+        with clock("open data"):  # the first default run also generates the phantom here
+            data_path, layout = resolve_data(data, layout, progress=progress)
         ds_kwargs: dict[str, Any] = {"skip_bad": True} if skip_bad else {}
         if brain_mask not in ("auto", "none"):
             ds_kwargs["brain_dir"] = Path(brain_mask)
         try:
-            dataset = open_dataset(data_path, layout, **ds_kwargs)
+            with clock("open data"):
+                dataset = open_dataset(data_path, layout, **ds_kwargs)
         except TypeError:
             raise ConfigError(f"--brain-mask DIR is not supported for the {layout!r} layout; use auto or none") from None
     else:
@@ -252,9 +260,10 @@ def run(
     if model is None:
         from .. import load_model
 
-        checkpoint_dir = resolve_checkpoint(checkpoint)
-        loaded = load_model(checkpoint_dir, device=dev)
-        ck_hash = provenance.checkpoint_hash(checkpoint_dir)
+        with clock("load model"):
+            checkpoint_dir = resolve_checkpoint(checkpoint)
+            loaded = load_model(checkpoint_dir, device=dev)
+            ck_hash = provenance.checkpoint_hash(checkpoint_dir)
     else:
         loaded, checkpoint_dir = model, None
         loaded.model.to(dev)
@@ -344,7 +353,7 @@ def run(
     }
     run_json.write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
-    slices = _Slices(dataset, loaded.preprocessor, "none" if brain_mask == "none" else "auto")
+    slices = _Slices(dataset, loaded.preprocessor, "none" if brain_mask == "none" else "auto", clock)
     todo = len(batches) * len(method_names) - len(done)
     bar = tqdm(total=todo, desc="maps", unit="unit", disable=not progress)
     curve_grid = strategy.grid if isinstance(strategy, GridSearchThreshold) else CURVE_GRID
@@ -354,30 +363,32 @@ def run(
             if not missing:
                 continue
             loaded_slices = [slices.load(sid) for sid in ids]
-            x = torch.stack([s[0] for s in loaded_slices]).to(dev)
-            if hasattr(loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
-                x = loaded.normalize(x)
-            with torch.no_grad():
+            with clock("preprocess"):
+                x = torch.stack([s[0] for s in loaded_slices]).to(dev)
+                if hasattr(loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
+                    x = loaded.normalize(x)
+            with clock("classify"), torch.no_grad():
                 probs = _probability(model(x).float(), task, target).cpu().numpy().astype(np.float64)
             for method in missing:
                 torch.manual_seed(_unit_seed(seed, method, b))
-                t0 = time.perf_counter()
-                maps = instances[method].attribute(x, target=target)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                dt = time.perf_counter() - t0
-                q = quantize(maps)
+                with clock("attribution"):
+                    t0 = time.perf_counter()
+                    maps = instances[method].attribute(x, target=target)
+                    q = quantize(maps)  # includes the copy to the host (a CUDA sync)
+                    dt = time.perf_counter() - t0
                 rows, curves = [], []
-                for j, sid in enumerate(ids):
-                    _x, truth, item = loaded_slices[j]
-                    sal = evaluation_map(q[j], truth)
-                    row = _base_row(method, sid, b, records[sid], item, truth, fold_of_subject[subj[sid]], probs[j])
-                    row["map_seconds"] = dt / len(ids)
-                    if row["role"] == "positive":
-                        row.update(threshold_free_scores(sal, truth, metrics))
-                    curves.append(curve(sal, truth, curve_grid))
-                    rows.append(row)
-                store.write_unit(method, b, {"maps": q, "curves": np.stack(curves)}, rows)
+                with clock("metrics"):
+                    for j, sid in enumerate(ids):
+                        _x, truth, item = loaded_slices[j]
+                        sal = evaluation_map(q[j], truth)
+                        row = _base_row(method, sid, b, records[sid], item, truth, fold_of_subject[subj[sid]], probs[j])
+                        row["map_seconds"] = dt / len(ids)
+                        if row["role"] == "positive":
+                            row.update(threshold_free_scores(sal, truth, metrics))
+                        curves.append(curve(sal, truth, curve_grid))
+                        rows.append(row)
+                with clock("store"):
+                    store.write_unit(method, b, {"maps": q, "curves": np.stack(curves)}, rows)
                 bar.update(1)
                 bar.set_postfix_str(f"{method} batch {b + 1}/{len(batches)}")
                 if _after_unit is not None:
@@ -391,22 +402,26 @@ def run(
 
     paths = _finalize(
         out_dir, store, slices, batches, method_names, metrics, strategy, k, slice_ids,
-        figures=figures, save_maps=save_maps, progress=progress, montage_slices=montage_slices,
+        figures=figures, save_maps=save_maps, progress=progress, montage_slices=montage_slices, clock=clock,
     )
-    rows = store.read_rows()
-    wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in method_names}
-    summary = summarize(rows, method_names, metrics, paths.pop("_thresholds"), wall)
-    summary["config"] = config
-    paths.update(write_summary(summary, out_dir, strategy.spec))
+    with clock("report"):
+        rows = store.read_rows()
+        wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in method_names}
+        summary = summarize(rows, method_names, metrics, paths.pop("_thresholds"), wall)
+        summary["config"] = config
+        paths.update(write_summary(summary, out_dir, strategy.spec))
     if figures:
         from .figures import dice_bars
 
-        paths["figure_dice_bars"] = dice_bars(summary, out_dir / "figures")
+        with clock("figures"):
+            paths["figure_dice_bars"] = dice_bars(summary, out_dir / "figures")
     elapsed = time.perf_counter() - t_start
+    timing = clock.report(elapsed, len(slice_ids), len(method_names))
     meta.update({
         "status": "complete", "finished": _dt.datetime.now().isoformat(timespec="seconds"),
         "elapsed_s": elapsed,  # this attempt only
         "method_wall_s": wall, "detection": summary.get("detection"),
+        "timing": timing,  # this attempt only: a resumed attempt skips the finished units
     })
     run_json.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     paths["run_json"] = run_json
@@ -415,7 +430,7 @@ def run(
         import shutil
 
         shutil.rmtree(store.cache, ignore_errors=True)
-    return BenchmarkResult(summary=summary, paths=paths, out=out_dir, config=config)
+    return BenchmarkResult(summary=summary, paths=paths, out=out_dir, config=config, timing=timing)
 
 
 def _columns(metrics: Sequence[Metric]) -> list[str]:
@@ -443,7 +458,7 @@ def _base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth:
 
 
 def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, slice_ids, *, figures, save_maps,
-              progress, montage_slices) -> dict[str, Any]:
+              progress, montage_slices, clock: StageClock) -> dict[str, Any]:
     """The scores pass: thresholds, thresholded metrics, the complete slices.csv, figures, maps."""
     rows = store.read_rows()
     by_key = {(r["method"], int(r["slice_id"])): r for r in rows}
@@ -464,10 +479,11 @@ def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, sl
                     folds_of[m].append(int(r["fold"]))
     thresholds: dict[str, list[dict]] = {}
     if strategy.calibrated:
-        for m in methods:
-            if not curves[m]:
-                raise DataError("grid thresholds need hemorrhage-positive slices with masks; the selection has none")
-            thresholds[m] = strategy.calibrate(np.stack(curves[m]), np.array(folds_of[m]), k)
+        with clock("thresholds"):
+            for m in methods:
+                if not curves[m]:
+                    raise DataError("grid thresholds need hemorrhage-positive slices with masks; the selection has none")
+                thresholds[m] = strategy.calibrate(np.stack(curves[m]), np.array(folds_of[m]), k)
     sample = _sample_positive(by_key, methods[0], slice_ids, montage_slices)
     montage: dict[str, list] = {m: [] for m in methods}
     nifti = None
@@ -478,13 +494,15 @@ def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, sl
     for b, ids in enumerate(tqdm(batches, desc="scores", unit="batch", disable=not progress)):
         loaded = [slices.load(sid) for sid in ids]
         for m in methods:
-            q = store.load_unit(m, b, "maps")
+            with clock("store"):
+                q = store.load_unit(m, b, "maps")
             for j, sid in enumerate(ids):
                 _x, truth, item = loaded[j]
-                sal = evaluation_map(q[j], truth)
-                r = by_key[(m, sid)]
-                t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
-                scores = thresholded_scores(sal, truth, t, metrics)
+                with clock("metrics"):
+                    sal = evaluation_map(q[j], truth)
+                    r = by_key[(m, sid)]
+                    t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
+                    scores = thresholded_scores(sal, truth, t, metrics)
                 r["threshold"] = t
                 for key, v in scores.items():
                     if key in ("pred_area_px", "pred_area_mm2") or r["role"] == "positive":
@@ -492,21 +510,25 @@ def _finalize(out_dir, store, slices, batches, methods, metrics, strategy, k, sl
                 if sid in sample:
                     montage[m].append((item, truth, sal, t))
                 if nifti is not None:
-                    nifti.add(m, item, sal)
-    store.rewrite([by_key[(m, s)] for m in methods for s in slice_ids])
+                    with clock("maps"):
+                        nifti.add(m, item, sal)
+    with clock("store"):
+        store.rewrite([by_key[(m, s)] for m in methods for s in slice_ids])
     paths: dict[str, Any] = {"_thresholds": thresholds}
     if nifti is not None:
-        paths["maps"] = nifti.write()
+        with clock("maps"):
+            paths["maps"] = nifti.write()
     if figures:
         from .figures import dice_curves, overlay_montage
 
         fig_dir = out_dir / "figures"
         fig_dir.mkdir(parents=True, exist_ok=True)
-        for m in methods:
-            if montage[m]:
-                paths[f"figure_montage_{m}"] = overlay_montage(m, montage[m], fig_dir)
-        paths["figure_dice_curves"] = dice_curves(
-            {m: np.stack(curves[m]).mean(axis=0) for m in methods if curves[m]}, grid, thresholds, fig_dir)
+        with clock("figures"):
+            for m in methods:
+                if montage[m]:
+                    paths[f"figure_montage_{m}"] = overlay_montage(m, montage[m], fig_dir)
+            paths["figure_dice_curves"] = dice_curves(
+                {m: np.stack(curves[m]).mean(axis=0) for m in methods if curves[m]}, grid, thresholds, fig_dir)
     return paths
 
 

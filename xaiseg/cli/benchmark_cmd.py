@@ -54,4 +54,8 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
         click.echo(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}", err=True)
     click.echo("")
     click.echo(result.table())
+    if result.timing:
+        from ..benchmark.timing import format_timing
+
+        click.echo(f"\ntime: {format_timing(result.timing)}")
     click.echo(f"\nresults in {result.out}  ({time.perf_counter() - t0:.0f} s)")

@@ -50,6 +50,10 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--balanced/--no-balanced", default=False, help="Class-balanced sampling (positive/negative slices).")
 @click.option("--focal-gamma", type=float, default=0.0, help="Focal loss gamma for --task subtypes (0: plain BCE).")
 @click.option("--augment/--no-augment", default=True, help="Random left-right flips (data sets on disk).")
+@click.option("--ema", type=float, default=0.0, show_default=True,
+              help="Decay of an exponential moving average of the weights (e.g. 0.99; 0: off). The average is "
+                   "what is validated and saved.")
+@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Gradient norm clipping (0: off).")
 @click.option("--limit", type=int, default=None, help="Use only the first N slices of the data set.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent files of the data set (counted "
               "and reported in the log) instead of stopping at the first with an error.")
@@ -87,7 +91,7 @@ def train(**o) -> None:
         image_size=o["image_size"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
         workers=o["workers"], threads=o["threads"], pretrained=o["pretrained"], init=o["init"],
         val_fraction=o["val_fraction"], patience=o["patience"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
-        augment=o["augment"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
+        augment=o["augment"], ema=o["ema"], grad_clip=o["grad_clip"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,

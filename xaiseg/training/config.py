@@ -42,6 +42,7 @@ class TrainConfig:
     focal_gamma: float = 0.0
     augment: bool = True
     grad_clip: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved instead
     amp: bool = True  # CUDA only; ignored on CPU
     resume: bool = False
     limit: int | None = None  # use at most this many slices of the data set (quick runs)
@@ -86,6 +87,8 @@ class TrainConfig:
             bad("--focal-gamma applies to --task subtypes (binary uses softmax cross-entropy)")
         if not 0.0 < self.prevalence < 1.0:
             bad(f"--prevalence must be in (0, 1), got {self.prevalence}")
+        if not 0.0 <= self.ema < 1.0:
+            bad(f"--ema is a decay in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
         if self.threads is not None and self.threads < 1:
             bad(f"--threads must be >= 1, got {self.threads}")
         if self.limit is not None and self.limit < 2:

@@ -258,6 +258,14 @@ def train(
     def amp_ctx():
         return torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
 
+    # An exponential moving average of the weights (timm's ModelEmaV3) smooths the step-to-step
+    # noise of a stream of fresh slices; when on, it is what is validated and saved.
+    ema = None
+    if cfg.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.ema)
+
     # ---- state (fresh or resumed) ------------------------------------------------------------
     start_epoch, step, elapsed_before = 0, 0, 0.0
     best_val, best_epoch, bad_epochs = math.inf, -1, 0
@@ -277,6 +285,8 @@ def train(
         if diff:
             raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -330,6 +340,8 @@ def train(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:  # timm: the first update copies the weights, later ones average
+                ema.update(model, step=step + 1)
             losses.append(float(loss.detach()))
             step += 1
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}",
@@ -342,7 +354,8 @@ def train(
         if curriculum.active:
             rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(step - 1, total_steps)
         if has_val:
-            vm = _evaluate(model, val_batches(), cfg.task, target_index, device, amp_ctx, normalization)
+            vm = _evaluate(model if ema is None else ema.module, val_batches(), cfg.task, target_index, device, amp_ctx,
+                           normalization)
             rec.update({f"val_{k}": v for k, v in vm.items()})
         rec["epoch_s"] = time.perf_counter() - t_epoch
         rec["steps_per_s"] = len(losses) / train_s
@@ -353,7 +366,7 @@ def train(
             best_val, best_epoch, bad_epochs = val_loss, epoch + 1, 0
             best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
             best_metrics["elapsed_s"] = rec["elapsed_s"]
-            save_checkpoint(out, model, checkpoint_config(best_metrics))
+            save_checkpoint(out, model if ema is None else ema.module, checkpoint_config(best_metrics))
         elif epoch + 1 > curriculum_end_epoch:
             bad_epochs += 1  # early stopping counts only once the lesions are realistic
         rec["best"] = improved
@@ -365,6 +378,7 @@ def train(
         _atomic_torch_save(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "ema": ema.module.state_dict() if ema is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -394,8 +408,9 @@ def train(
     auc = best_metrics.get("val_auc")
     log(f"done in {wall:.0f} s: best epoch {best_epoch}, val loss {best_val:.4f}"
         + (f", val AUC {auc:.4f}" if isinstance(auc, float) and not math.isnan(auc) else "") + f"; checkpoint: {out}")
+    final_model = model if ema is None else ema.module
     return TrainResult(out=out, best_epoch=best_epoch, metrics=final["metrics"], history=history,
-                       stopped_early=stopped_early, wall_s=wall, model=model.eval())
+                       stopped_early=stopped_early, wall_s=wall, model=final_model.eval())
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -1,0 +1,5 @@
+"""``python -m xaiseg ...`` is the ``xaiseg`` command."""
+from .cli import main
+
+if __name__ == "__main__":
+    main()
