@@ -25,6 +25,7 @@ import statistics
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -178,26 +179,31 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, repeats: int, warmup: int) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Warm-up rounds (the last one also records each configuration's peak memory, so memory
-    costs no extra round), then ``repeats`` interleaved timed rounds."""
+    """``warmup`` untimed rounds (the last one also records each configuration's peak memory),
+    then ``repeats`` interleaved timed rounds. With ``warmup = 0`` (a later batch size, the
+    process being warm already) memory is recorded in the first timed round instead, for every
+    configuration alike, so it costs no extra round."""
     device = x.device
     times: dict[str, list[float]] = {k: [] for k in configs}
     peaks: dict[str, int] = {}
-    for w in range(max(warmup, 1)):
+    for w in range(warmup):
         for name, fn in configs.items():
-            if w < max(warmup, 1) - 1:
+            if w < warmup - 1:
                 fn(x)
                 continue
             with PeakMemory(device) as pm:
                 fn(x)
             peaks[name] = pm.extra
-    for _ in range(repeats):
+    for r in range(repeats):
         for name, fn in configs.items():  # interleaved: drift hits every configuration alike
-            _sync(device)
-            t0 = time.perf_counter()
-            fn(x)
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            with PeakMemory(device) if name not in peaks and r == 0 else nullcontext() as pm:
+                _sync(device)
+                t0 = time.perf_counter()
+                fn(x)
+                _sync(device)
+                times[name].append(time.perf_counter() - t0)
+            if pm is not None:
+                peaks[name] = pm.extra
     return times, peaks
 
 
@@ -218,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,2 on CPU, which keeps Swin-B under 5 minutes on 2 cores; 1,8,32 on GPU)")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of registered methods")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds, the last one measuring memory (default 1, at least 1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds before the first batch size (every batch size on GPU), the last one "
+                         "measuring memory (default 1, at least 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--pipeline-slices", type=int, default=48,
                     help="slices of the whole `xaiseg benchmark` run on the built-in phantom, timed per stage "
@@ -256,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     h, w = adapter.input_size
-    for b in batches:
+    for i, b in enumerate(batches):
         x = torch.rand(b, adapter.in_chans, h, w, device=device)
-        times, peaks = measure(configs, x, repeats, args.warmup)
+        # warm-up before the first batch size only: later ones run in a warm process (on GPU,
+        # new shapes may pick new kernels, so every batch size is warmed up there)
+        times, peaks = measure(configs, x, repeats, max(args.warmup, 1) if (i == 0 or gpu) else 0)
         med = {k: statistics.median(v) / b for k, v in times.items()}
         for name in configs:
             rows.append(

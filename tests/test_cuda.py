@@ -39,3 +39,21 @@ def test_cuda_memory_does_not_grow_over_calls():
         method.attribute(x, target=1)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= base
+
+
+@cuda
+def test_cuda_training_with_mixed_precision_saves_a_checkpoint_that_loads_on_cpu(tmp_path):
+    from xaiseg.training import TrainConfig, train
+
+    kwargs = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "depths": [2, 2, 2, 2],
+              "num_heads": [1, 1, 2, 2]}
+    res = train(TrainConfig(out=str(tmp_path / "run"), data="phantom", model="tiny", model_kwargs=kwargs, epochs=1,
+                            steps_per_epoch=3, batch_size=4, val_size=8, device="cuda", amp=True, progress=False))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "device: cuda" in log
+    assert all(p.device.type == "cuda" for p in res.model.parameters())
+    x = torch.randn(2, 3, 32, 32)
+    on_cpu = xaiseg.load_model(res.out, device="cpu")
+    on_gpu = xaiseg.load_model(res.out, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(on_gpu.model(x.cuda()).float().cpu(), on_cpu.model(x), atol=1e-3, rtol=1e-3)
