@@ -198,3 +198,5 @@ def test_ema_is_the_moving_average_of_the_trained_weights_and_resumes(tiny_set, 
     assert any(not torch.equal(saved[k], plain_saved[k]) for k in saved)
     with pytest.raises(ConfigError, match="--ema"):
         train(_cfg(tmp_path / "bad", tiny_set, ema=1.0))
+    with pytest.raises(ConfigError, match="--grad-clip"):
+        train(_cfg(tmp_path / "bad", tiny_set, grad_clip=-1.0))

@@ -87,6 +87,8 @@ class TrainConfig:
             bad("--focal-gamma applies to --task subtypes (binary uses softmax cross-entropy)")
         if not 0.0 < self.prevalence < 1.0:
             bad(f"--prevalence must be in (0, 1), got {self.prevalence}")
+        if self.grad_clip < 0:
+            bad(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if not 0.0 <= self.ema < 1.0:
             bad(f"--ema is a decay in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
         if self.threads is not None and self.threads < 1:
