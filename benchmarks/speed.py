@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pipeline_slices > 0:
         pipe = pipeline(device, [m for m in methods if m in configs], args.pipeline_slices, args.threads)
         print(f"\nwhole pipeline: xaiseg benchmark, built-in phantom, {pipe['model']} classifier, "
-              f"{len(methods)} methods, {pipe['slices']} slices")
+              f"{len(pipe['methods'])} methods, {pipe['slices']} slices")
         print(f"  {pipe['slices_per_s']:.2f} slices/s ({pipe['maps_per_s']:.1f} maps/s) over {pipe['elapsed_s']:.1f} s; "
               f"{pipe['process_wall_s']:.1f} s with interpreter start and imports")
         print(f"  {'stage':<14}{'s':>8}{'share':>8}")

@@ -38,9 +38,6 @@ class StageClock:
                 torch.cuda.synchronize(self._device)
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + float(seconds)
-
     def report(self, elapsed_s: float, n_slices: int, n_methods: int) -> dict:
         """run.json's ``timing``: seconds and share per stage, the untimed rest ("other": imports
         of the methods' packages, method set-up, data fingerprint, run bookkeeping), and throughput

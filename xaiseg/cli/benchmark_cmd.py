@@ -36,13 +36,10 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
     import time
 
     from ..benchmark import run
+    from ..data.base import quiet_skip_warnings, skipped_summary
 
     t0 = time.perf_counter()
-    import warnings
-
-    with warnings.catch_warnings():
-        # the summary line below says what --skip-bad skipped; the data layer's warning would repeat it
-        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad item", category=RuntimeWarning)
+    with quiet_skip_warnings():  # the line below says what --skip-bad skipped
         result = run(
             data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
             brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
@@ -51,7 +48,7 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
         )
     skipped = result.config.get("skipped") or []
     if skipped:
-        click.echo(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}", err=True)
+        click.echo(skipped_summary(skipped), err=True)
     click.echo("")
     click.echo(result.table())
     if result.timing:

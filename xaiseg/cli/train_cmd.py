@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import warnings
 
 import click
 
@@ -96,7 +95,7 @@ def train(**o) -> None:
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )
-    with warnings.catch_warnings():
-        # the log already says what --skip-bad skipped; the data layer's warning would repeat it
-        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad item", category=RuntimeWarning)
+    from ..data.base import quiet_skip_warnings
+
+    with quiet_skip_warnings():  # the training log says what --skip-bad skipped
         run(cfg)

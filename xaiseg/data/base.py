@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +62,20 @@ class BadInput:
                 RuntimeWarning,
                 stacklevel=3,
             )
+
+
+def skipped_summary(skipped: Sequence[str]) -> str:
+    """The one line a command prints (or logs) for what ``skip_bad`` left out of a data set."""
+    return f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}"
+
+
+@contextmanager
+def quiet_skip_warnings() -> Iterator[None]:
+    """Silence :meth:`BadInput.report`'s warning, for callers that say :func:`skipped_summary`
+    themselves (the same news twice is noise)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad item", category=RuntimeWarning)
+        yield
 
 
 class LRUCache:

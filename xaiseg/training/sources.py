@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .curriculum import Curriculum
 
 # Subtype mix and lesion count of a hemorrhage-positive phantom head: the phantom writer's

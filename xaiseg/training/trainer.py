@@ -209,7 +209,9 @@ def train(
         ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)
         skipped = list(getattr(ds, "skipped", []))
         if skipped:
-            log(f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}")
+            from ..data.base import skipped_summary
+
+            log(skipped_summary(skipped))
         records = list(ds.records)[: cfg.limit] if cfg.limit else list(ds.records)
         # A NaN label means "not known" (e.g. a partial RSNA CSV): such slices cannot be trained on.
         need = slice(-1, None) if cfg.task == "binary" else slice(None)
@@ -265,6 +267,7 @@ def train(
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema)
+    scored = model if ema is None else ema.module  # the weights that are validated and saved
 
     # ---- state (fresh or resumed) ------------------------------------------------------------
     start_epoch, step, elapsed_before = 0, 0, 0.0
@@ -354,8 +357,7 @@ def train(
         if curriculum.active:
             rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(step - 1, total_steps)
         if has_val:
-            vm = _evaluate(model if ema is None else ema.module, val_batches(), cfg.task, target_index, device, amp_ctx,
-                           normalization)
+            vm = _evaluate(scored, val_batches(), cfg.task, target_index, device, amp_ctx, normalization)
             rec.update({f"val_{k}": v for k, v in vm.items()})
         rec["epoch_s"] = time.perf_counter() - t_epoch
         rec["steps_per_s"] = len(losses) / train_s
@@ -366,7 +368,7 @@ def train(
             best_val, best_epoch, bad_epochs = val_loss, epoch + 1, 0
             best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
             best_metrics["elapsed_s"] = rec["elapsed_s"]
-            save_checkpoint(out, model if ema is None else ema.module, checkpoint_config(best_metrics))
+            save_checkpoint(out, scored, checkpoint_config(best_metrics))
         elif epoch + 1 > curriculum_end_epoch:
             bad_epochs += 1  # early stopping counts only once the lesions are realistic
         rec["best"] = improved
@@ -408,9 +410,8 @@ def train(
     auc = best_metrics.get("val_auc")
     log(f"done in {wall:.0f} s: best epoch {best_epoch}, val loss {best_val:.4f}"
         + (f", val AUC {auc:.4f}" if isinstance(auc, float) and not math.isnan(auc) else "") + f"; checkpoint: {out}")
-    final_model = model if ema is None else ema.module
     return TrainResult(out=out, best_epoch=best_epoch, metrics=final["metrics"], history=history,
-                       stopped_early=stopped_early, wall_s=wall, model=final_model.eval())
+                       stopped_early=stopped_early, wall_s=wall, model=scored.eval())
 
 
 def _worker_init(_worker_id: int) -> None:
