@@ -155,6 +155,19 @@ def test_constant_maps_become_zeros_never_nan():
     assert torch.equal(got, torch.zeros_like(got))
 
 
+def test_a_stage_without_spatial_extent_is_neutral_not_zero():
+    # img 32, patch 4: token grids 8, 4, 2, 1. The 1×1 last stage is constant for every input;
+    # as a zero factor it made every default Swin-SAM map (all four stages) empty.
+    m = tiny_swin(img_size=32, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2))
+    assert tuple(m.layers[3].blocks[0].input_resolution) == (1, 1)
+    x = torch.randn(3, 3, 32, 32)
+    for name in ("swin-sam", "hgi-sam"):
+        all_stages = xaiseg.get_method(name)(m, stages=(0, 1, 2, 3)).attribute(x, target=1)
+        without = xaiseg.get_method(name)(m, stages=(0, 1, 2)).attribute(x, target=1)
+        assert (all_stages.amax(dim=(1, 2)) == 1).all()
+        torch.testing.assert_close(all_stages, without, atol=1e-6, rtol=0)
+
+
 def test_target_none_explains_the_predicted_class_and_one_logit_models():
     m = tiny_swin(num_classes=3)
     x = torch.randn(2, 3, 64, 64)

@@ -68,3 +68,48 @@ def test_method_gives_valid_batch_consistent_maps(model, x, name):
     assert _clean(model) == ([], [])
     with torch.no_grad():
         assert model(x).shape == (2, 2)
+
+
+def test_inputs_the_model_cannot_take_are_one_line_errors(model, x):
+    method = xaiseg.get_method("hgi-sam")(model)
+    with pytest.raises(ValueError, match=r"inputs are 16×16 but the model was built for 32×32"):
+        method.attribute(torch.randn(1, 3, 16, 16), target=1)
+    with pytest.raises(ValueError, match="inputs have 1 channels but the model takes 3"):
+        method.attribute(torch.randn(1, 1, 32, 32), target=1)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        method.attribute(x, target=1)
+    with torch.inference_mode():  # a forward-only method runs there
+        assert xaiseg.get_method("swin-sam")(model).attribute(x).shape == (2, 32, 32)
+    with pytest.raises(TypeError, match="torch.bool"):
+        method.attribute(x, target=torch.tensor([True, False]))
+
+
+def test_targets_as_numpy_ints_lists_and_arrays_equal_a_tensor(model, x):
+    import numpy as np
+
+    method = xaiseg.get_method("hgi-sam")(model)
+    ref = method.attribute(x, target=torch.tensor([1, 0]))
+    for t in ([1, 0], (1, 0), np.array([1, 0])):
+        torch.testing.assert_close(method.attribute(x, target=t), ref, atol=0, rtol=0)
+    torch.testing.assert_close(method.attribute(x, target=np.int64(1)), method.attribute(x, target=1), atol=0, rtol=0)
+
+
+def test_a_model_with_random_layers_in_training_mode_warns():
+    m = tiny_swin(img_size=32, window_size=4, depths=(2, 2), num_heads=(1, 2), drop_path_rate=0.2)
+    xx = torch.randn(1, 3, 32, 32)
+    m.train()
+    with pytest.warns(UserWarning, match=r"training mode.*model.eval\(\)"):
+        xaiseg.get_method("swin-sam")(m).attribute(xx)
+    m.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xaiseg.get_method("swin-sam")(m).attribute(xx)
+        # a model without dropout or drop-path is deterministic in either mode: no warning
+        xaiseg.get_method("centre-prior")(torch.nn.Identity().train()).attribute(xx)
+
+
+def test_hgi_sam_defaults_to_the_stages_a_small_model_has():
+    m = tiny_swin(img_size=32, window_size=4, depths=(2, 2), num_heads=(1, 2))
+    method = xaiseg.get_method("hgi-sam")(m)
+    assert list(method.stages) == [0, 1]
+    assert method.attribute(torch.randn(1, 3, 32, 32), target=1).shape == (1, 32, 32)

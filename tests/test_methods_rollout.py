@@ -47,8 +47,9 @@ def _capture(model, x, target, grad_wrt=None):
     return blocks, probs, grads
 
 
-def _dense_block(fused: np.ndarray, blk, batch: int) -> np.ndarray:
-    """(B·nW, N, N) window matrices → (B, T, T) on the image-frame grid."""
+def _dense_block(fused: np.ndarray, blk, batch: int, thin=None) -> np.ndarray:
+    """(B·nW, N, N) window matrices → (B, T, T) on the image-frame grid; ``thin`` (discard,
+    renormalise) applies to each window's matrix between its real tokens, padding dropped first."""
     H, W = _pair(blk.input_resolution)
     wh, ww = _pair(blk.window_size)
     sh, sw = _pair(blk.shift_size)
@@ -64,7 +65,8 @@ def _dense_block(fused: np.ndarray, blk, batch: int) -> np.ndarray:
     for w in range(nwh * nww):
         ok = tok[w] >= 0
         t = tok[w][ok]
-        out[:, t[:, None], t[None, :]] = fused[:, w][:, ok][:, :, ok]
+        sub = fused[:, w][:, ok][:, :, ok]
+        out[:, t[:, None], t[None, :]] = sub if thin is None else thin(sub)
     return out
 
 
@@ -93,6 +95,14 @@ def _discard(m: np.ndarray, ratio: float) -> np.ndarray:
     return flat.reshape(m.shape)
 
 
+def _thin(m: np.ndarray, discard: float, renorm: bool) -> np.ndarray:
+    m = _discard(m, discard)
+    if renorm:
+        s_ = m.sum(-1, keepdims=True)
+        m = np.where(s_ > 0, m / np.where(s_ > 0, s_, 1), 0)
+    return m
+
+
 def dense_rollout(model, x, *, fusion="mean", discard=0.0, a=0.5, first=0, last=None, renorm=False,
                   grad_wrt=None, target=None) -> torch.Tensor:
     B = x.shape[0]
@@ -118,11 +128,7 @@ def dense_rollout(model, x, *, fusion="mean", discard=0.0, a=0.5, first=0, last=
                 fused = {"mean": A.mean(1), "max": A.max(1), "min": A.min(1)}[fusion]
             else:
                 fused = np.clip(grads[k].double().numpy() * A, 0, None).mean(1)
-            fused = _discard(fused, discard)
-            if renorm:
-                s_ = fused.sum(-1, keepdims=True)
-                fused = np.where(s_ > 0, fused / np.where(s_ > 0, s_, 1), 0)
-            D = _dense_block(fused, blocks[k], B)
+            D = _dense_block(fused, blocks[k], B, thin=lambda m: _thin(m, discard, renorm))
             R = a * np.eye(T)[None] + (1 - a) * D
             r = r @ R
     g = grids[first]
@@ -178,6 +184,10 @@ def test_rollout_non_square_grid_and_padded_windows():
         xx = torch.randn(2, 3, *_pair(m.patch_embed.img_size))
         ours = xaiseg.get_method("rollout")(m, discard_ratio=0.3).attribute(xx)
         ref = dense_rollout(m, xx, discard=0.3)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+        # renormalised rows sum to 1 over real tokens: padding drops out before the rescaling
+        ours = xaiseg.get_method("rollout")(m, discard_ratio=0.2, renormalize=True).attribute(xx)
+        ref = dense_rollout(m, xx, discard=0.2, renorm=True)
         torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
     assert _pair(m.layers[0].blocks[1].shift_size) == (4, 4) and _pair(m.layers[0].blocks[1].window_size) == (8, 8)
 

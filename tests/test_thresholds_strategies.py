@@ -43,6 +43,24 @@ def test_per_map_strategies_match_independent_computations():
     # a constant (all-zero) map gives an empty mask under every per-map strategy
     for spec in ("otsu", "mean", "percentile:50", "fixed:0"):
         assert not binarize(np.zeros((8, 8)), parse_threshold(spec).threshold(np.zeros((8, 8)))).any()
+    # ... and a non-zero constant too: np.mean of 15 × 0.3 rounds to 0.29999999999999993
+    const = np.full((3, 5), 0.3)
+    assert const.mean() < 0.3
+    for spec in ("otsu", "mean", "percentile:50"):
+        assert not binarize(const, parse_threshold(spec).threshold(const)).any()
+
+
+@pytest.mark.parametrize("spec", ["fixed:0.123456789", "percentile:99.99999", "grid:0.0123456789", "fixed:0.3", "grid:0.05"])
+def test_a_spec_rebuilds_exactly_the_strategy_it_names(spec):
+    # the spec is the run's recorded threshold and part of its resume key: it must not round
+    a = parse_threshold(spec)
+    b = parse_threshold(a.spec)
+    assert a.spec == b.spec
+    value = float(spec.split(":")[1])
+    assert float(a.spec.split(":")[1]) == value
+    if spec.startswith("grid"):
+        assert np.array_equal(a.grid, b.grid)
+    assert parse_threshold("percentile:95").spec == "percentile:95"  # short specs stay short
 
 
 def test_grid_calibration_is_out_of_fold_and_equals_brute_force():

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import warnings
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +18,8 @@ class Attribution(abc.ABC):
     ``model`` is a plain classifier (e.g. a timm Swin); the method wraps it in the matching
     adapter. ``inputs`` is a float (B, C, H, W) batch; the result is float32 in [0, 1], on the
     inputs' device, one map per image at the input's spatial size. ``target`` is a class index,
-    a (B,) tensor of indices, or None for the predicted class (logit 0 for a 1-logit model).
+    (B,) indices (tensor, list or array), or None for the predicted class (logit 0 for a 1-logit
+    model; a binary ICH model's lesion logit is index 1 — pass it to explain every slice alike).
 
     Subclasses set the class metadata and implement :meth:`_attribute`.
     """
@@ -47,12 +49,24 @@ class Attribution(abc.ABC):
             )
         self.options = options
 
-    def attribute(self, inputs: torch.Tensor, target: int | torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+    def attribute(self, inputs: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
             shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
             raise ValueError(f"inputs must be a float tensor of shape (B, C, H, W), got {shape}")
         if inputs.shape[0] == 0:
             raise ValueError("inputs is an empty batch")
+        if self.adapter is not None:
+            self._check_fits(inputs)
+        if self.needs_gradients and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                f"{self.name or type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
+                "call it outside inference_mode (an outer torch.no_grad() is fine)"
+            )
+        if _stochastic(self.model):
+            warnings.warn(
+                "the model is in training mode: dropout and drop-path make its maps random; call model.eval() first",
+                stacklevel=2,
+            )
         tgt = normalize_target(target, inputs.shape[0], inputs.device)
         maps = self._attribute(inputs, tgt, **kwargs)
         expected = (inputs.shape[0], *inputs.shape[-2:])
@@ -63,6 +77,19 @@ class Attribution(abc.ABC):
 
     __call__ = attribute
 
+    def _check_fits(self, inputs: torch.Tensor) -> None:
+        # The adapter reads token grids and windows off the model as built; another input size
+        # would fail deep inside the model or, worse, be cut to the wrong grid.
+        size, chans = tuple(inputs.shape[-2:]), inputs.shape[1]
+        want = tuple(self.adapter.input_size)
+        if size != want:
+            raise ValueError(
+                f"inputs are {size[0]}×{size[1]} but the model was built for {want[0]}×{want[1]}; "
+                "resize them (xaiseg.data.Preprocessor does) or build the model with that img_size"
+            )
+        if chans != self.adapter.in_chans:
+            raise ValueError(f"inputs have {chans} channels but the model takes {self.adapter.in_chans}")
+
     @abc.abstractmethod
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, **kwargs: Any) -> torch.Tensor:
         """Maps (B, H, W) for ``inputs``; ``target`` is None or a (B,) long tensor."""
@@ -71,3 +98,16 @@ class Attribution(abc.ABC):
     def variants(cls) -> list[str]:
         """Names usable as ``<registered name>:<variant>`` (families such as captum's)."""
         return []
+
+
+def _stochastic(model: nn.Module) -> bool:
+    """Whether a forward of ``model`` is random now: a dropout or timm drop-path (stochastic
+    depth) with a non-zero rate in training mode."""
+    for m in model.modules():
+        if not m.training:
+            continue
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return True
+        if type(m).__name__ == "DropPath" and float(getattr(m, "drop_prob", 0.0) or 0.0) > 0:
+            return True
+    return False

@@ -1,20 +1,26 @@
 """Which logit an attribution explains."""
 from __future__ import annotations
 
+import numbers
+from typing import Sequence
+
+import numpy as np
 import torch
 
 
-def normalize_target(target: int | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+def normalize_target(target: int | Sequence[int] | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
     """None, or a (B,) long tensor of class indices on ``device``."""
     if target is None:
         return None
-    if isinstance(target, bool):
+    if isinstance(target, (bool, np.bool_)):
         raise TypeError("target must be an int, a tensor of class indices or None, not a bool")
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if isinstance(target, numbers.Integral):  # int and numpy's integer scalars
+        return torch.full((batch,), int(target), dtype=torch.long, device=device)
+    if isinstance(target, (list, tuple, np.ndarray)):
+        target = torch.as_tensor(np.asarray(target))
     if isinstance(target, torch.Tensor):
-        if target.is_floating_point():
-            raise TypeError("target must hold integer class indices, not floats")
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices, not {target.dtype}")
         t = target.to(device=device, dtype=torch.long).reshape(-1)
         if t.numel() == 1:
             return t.expand(batch).clone()

@@ -55,6 +55,13 @@ def _number(name: str, arg: str | None, lo: float, hi: float, what: str) -> floa
     return v
 
 
+def _exact(x: float) -> str:
+    """Shortest text that reads back as exactly ``x`` (``:g`` alone keeps 6 digits, so a spec
+    could name a different threshold than the one applied, and two runs share a resume key)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
 def _no_arg(name: str, arg: str | None) -> None:
     if arg not in (None, ""):
         raise ConfigError(f"threshold {name!r} takes no value (got {name}:{arg})")
@@ -70,7 +77,7 @@ class FixedThreshold(ThresholdStrategy):
 
     @property
     def spec(self) -> str:
-        return f"fixed:{self.t:g}"
+        return f"fixed:{_exact(self.t)}"
 
     def threshold(self, saliency: np.ndarray) -> float:
         return self.t
@@ -110,7 +117,10 @@ class MeanThreshold(ThresholdStrategy):
         return "mean"
 
     def threshold(self, saliency: np.ndarray) -> float:
-        return float(np.asarray(saliency, dtype=np.float64).mean())
+        s = np.asarray(saliency, dtype=np.float64)
+        if s.max() == s.min():  # the rounded mean can fall just below a constant: keep it empty
+            return float(s.max())
+        return float(s.mean())
 
 
 class PercentileThreshold(ThresholdStrategy):
@@ -124,7 +134,7 @@ class PercentileThreshold(ThresholdStrategy):
 
     @property
     def spec(self) -> str:
-        return f"percentile:{self.p:g}"
+        return f"percentile:{_exact(self.p)}"
 
     def threshold(self, saliency: np.ndarray) -> float:
         return float(np.percentile(np.asarray(saliency, dtype=np.float64), self.p))
@@ -145,7 +155,7 @@ class GridSearchThreshold(ThresholdStrategy):
 
     @property
     def spec(self) -> str:
-        return "grid" if self.step == 0.01 else f"grid:{self.step:g}"
+        return "grid" if self.step == 0.01 else f"grid:{_exact(self.step)}"
 
     def calibrate(self, curves: np.ndarray, fold_of: np.ndarray, k: int) -> list[dict]:
         """``curves``: (n, T) Dice of each positive slice at each grid threshold; ``fold_of``:

@@ -44,7 +44,9 @@ class HGISAM(Attribution):
 
     def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
         super().__init__(model, **options)
-        self.stages = self.adapter.check_stages(self.default_stages if stages is None else stages)
+        if stages is None:  # the paper's stages 1–3, as many of them as a smaller model has
+            stages = tuple(s for s in self.default_stages if s < len(self.adapter.stages))
+        self.stages = self.adapter.check_stages(stages)
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, brain_mask: torch.Tensor | None = None) -> torch.Tensor:
         blocks = self.adapter.blocks(self.stages)
@@ -65,8 +67,7 @@ class HGISAM(Attribution):
                 t = (w.unsqueeze(-1) * probs).mean(dim=2)
             else:
                 t = probs.mean(dim=2)
-            stage_map = minmax_normalize(self._stage_map(t, stage_blocks))
-            stage_map = upsample(stage_map, size)
+            stage_map = upsample(_normalize_stage(self._stage_map(t, stage_blocks)), size)
             out = stage_map if out is None else out * stage_map
             start = end
         assert out is not None
@@ -106,6 +107,18 @@ class SwinSAM(HGISAM):
             n = len(xaiseg.get_adapter(model).stages)
             stages = tuple(range(n))
         super().__init__(model, stages=stages, **options)
+
+
+def _normalize_stage(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min–max of (B, h, w) stage maps, a constant one becoming ones, not zeros.
+
+    A stage whose map does not vary (a 1×1 last stage of a small input, or no gradient at all)
+    cannot localise anything; as zeros it would wipe out the product of the other stages, so it
+    is the product's neutral element instead. (DESIGN.md's "constant → zeros" is about the final
+    map, which stays so.)"""
+    out = minmax_normalize(maps)
+    constant = (out.reshape(out.shape[0], -1) == 0).all(dim=1)  # min–max leaves 0…1 otherwise
+    return torch.where(constant[:, None, None], torch.ones_like(out), out)
 
 
 def _mask_like(mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

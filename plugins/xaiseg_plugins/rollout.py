@@ -36,19 +36,31 @@ _FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def discard_lowest(mats: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Zero, in each (N, N) matrix of ``mats`` (…, N, N), every entry ≤ its k-th smallest entry,
-    k = ⌊ratio·N²⌋ (ties at the cut are all discarded, so the result is order-independent).
-    This is Abnar & Zuidema / jacobgil's ``discard_ratio`` applied per attention window."""
+def discard_lowest(mats: torch.Tensor, ratio: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero, in each (N, N) matrix of ``mats`` (M, N, N), every entry ≤ its k-th smallest entry,
+    k = ⌊ratio·n²⌋ (ties at the cut are all discarded, so the result is order-independent).
+    This is Abnar & Zuidema / jacobgil's ``discard_ratio`` applied per attention window.
+
+    ``valid`` (M, N) marks the window's real tokens (timm pads grids that are not whole
+    windows): only entries between real tokens are ranked and kept, and n counts real tokens."""
     if ratio <= 0.0:
         return mats
-    n2 = mats.shape[-1] * mats.shape[-2]
-    k = int(ratio * n2)
-    if k == 0:
-        return mats
-    flat = mats.reshape(*mats.shape[:-2], n2)
-    cut = flat.kthvalue(k, dim=-1, keepdim=True).values
-    return torch.where(flat <= cut, torch.zeros_like(flat), flat).reshape(mats.shape)
+    n = mats.shape[-1]
+    if valid is None:
+        k = int(ratio * n * n)
+        if k == 0:
+            return mats
+        flat = mats.reshape(*mats.shape[:-2], n * n)
+        cut = flat.kthvalue(k, dim=-1, keepdim=True).values
+        return torch.where(flat <= cut, torch.zeros_like(flat), flat).reshape(mats.shape)
+    pair = (valid[:, :, None] & valid[:, None, :]).reshape(-1, n * n)
+    flat = mats.reshape(-1, n * n)
+    nv = valid.sum(dim=-1).to(torch.float64)
+    k = torch.floor(ratio * nv * nv).long()  # per window: padded windows hold fewer real tokens
+    ranked = flat.masked_fill(~pair, float("inf")).sort(dim=-1).values
+    cut = ranked.gather(-1, (k - 1).clamp(min=0).unsqueeze(-1))
+    keep = pair & ((flat > cut) | (k == 0).unsqueeze(-1))
+    return torch.where(keep, flat, torch.zeros_like(flat)).reshape(mats.shape)
 
 
 def renormalize_rows(mats: torch.Tensor) -> torch.Tensor:
@@ -101,11 +113,22 @@ class Rollout(Attribution):
     # The two methods differ only in how a block's heads become one window matrix.
     def _window_matrices(self, inputs: torch.Tensor, target: torch.Tensor | None, blocks: list[BlockInfo]) -> list[torch.Tensor]:
         fuse = _FUSIONS[self.head_fusion]
-        run = attention_pass(self.adapter, inputs, blocks, target, reduce_probs=lambda p, _b: self._thin(fuse(p)))
+        run = attention_pass(self.adapter, inputs, blocks, target, reduce_probs=lambda p, b: self._thin(fuse(p), b))
         return [r.probs for r in run.records]
 
-    def _thin(self, mats: torch.Tensor) -> torch.Tensor:
-        mats = discard_lowest(mats, self.discard_ratio)
+    def _thin(self, mats: torch.Tensor, block: BlockInfo) -> torch.Tensor:
+        """Discard and renormalise a block's (B·nW, N, N) window matrices over real tokens only:
+        padding rows and columns drop out first (they never reach the grid), so a renormalised
+        row sums to 1 over the tokens it can pass relevance to."""
+        if self.discard_ratio <= 0.0 and not self.renormalize:
+            return mats
+        valid = None
+        if block.padded_grid != block.grid:
+            ones = torch.ones(1, *block.grid, device=mats.device)
+            per_window = self.adapter.grid_to_windows(ones, block) > 0  # (nW, N); padding is 0
+            valid = per_window.repeat(mats.shape[0] // per_window.shape[0], 1)  # b-major B·nW
+            mats = mats * (valid[:, :, None] & valid[:, None, :])
+        mats = discard_lowest(mats, self.discard_ratio, valid)
         return renormalize_rows(mats) if self.renormalize else mats
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -163,7 +186,7 @@ class GradRollout(Rollout):
             return p.new_empty(0)
 
         def combine(g: torch.Tensor, b: BlockInfo) -> torch.Tensor:
-            return self._thin((g * probs.pop(b.name)).clamp(min=0).mean(dim=1))
+            return self._thin((g * probs.pop(b.name)).clamp(min=0).mean(dim=1), b)
 
         run = attention_pass(self.adapter, inputs, blocks, target, gradients=True,
                              reduce_probs=keep, reduce_grads=combine, wrt=self.gradient)
