@@ -41,6 +41,10 @@ def test_small_run_prints_the_summary_table(assets, tmp_path):
         (["--brain-mask", "/no/such/dir"], "Error: --brain-mask must be auto, none or a folder"),
         (["--folds", "9"], "Error: 9 subject-wise folds need at least 9 subjects"),
         (["--batch-size", "0"], "Error: --batch-size must be at least 1"),
+        (["--seed", "-3"], "Error: --seed must be >= 0"),
+        (["--negative-ratio", "nan"], "Error: --negative-ratio must be a number >= 0"),
+        (["--negative-ratio", "inf"], "Error: --negative-ratio must be a number >= 0"),
+        (["--resume"], "Error: --resume: "),
     ],
 )
 def test_bad_options_are_one_line_errors(assets, tmp_path, extra, message):
@@ -50,6 +54,24 @@ def test_bad_options_are_one_line_errors(assets, tmp_path, extra, message):
     assert r.exit_code == 1, r.output
     assert r.output.startswith(message), r.output
     assert r.output.strip().count("\n") == 0 and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(assets, tmp_path):
+    data, ckpt = assets
+    f = tmp_path / "afile.txt"
+    f.write_text("keep")
+    for out, why in ((f, "is a file; give a folder"), (f / "sub", "which is a file, not a folder")):
+        r = _invoke(["benchmark", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(out), "--methods", "swin-sam"])
+        assert r.exit_code == 1 and r.output.count("\n") == 1 and why in r.output, r.output
+    assert f.read_text() == "keep"
+
+
+def test_usage_errors_are_one_line_too():
+    for args in (["phantom", "p0", "--subjects", "0"], ["benchmrk"], ["benchmark", "--layout", "nifti"]):
+        r = _invoke(args)
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("Error: "), r.output
+        assert "--help')" in r.output
 
 
 def test_missing_data_and_wrong_checkpoints_are_one_line_errors(assets, tmp_path):
@@ -88,6 +110,13 @@ def test_explain_command(assets, tmp_path):
     r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
                  "--method", "nope", "--out", str(out)])
     assert r.exit_code == 1 and r.output.startswith("Error: unknown method 'nope'")
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("x")
+    for bad, why in ((tmp_path / "maps", "must end in .nii or .nii.gz"), (blocker / "m.nii", "which is a file"),
+                     (tmp_path, "is a folder")):
+        r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"), "--out", str(bad)])
+        assert r.exit_code == 1 and r.output.count("\n") == 1 and why in r.output, r.output
+    assert not (tmp_path / "maps").exists() and not (tmp_path / "maps.nii").exists()
 
 
 def test_skip_bad_counts_and_reports(assets, tmp_path, recwarn):
@@ -113,3 +142,25 @@ def test_skip_bad_counts_and_reports(assets, tmp_path, recwarn):
     cfg = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
     assert cfg["skip_bad"] is True and len(cfg["skipped"]) == 1
     assert not [w for w in recwarn if "bad item" in str(w.message)]  # reported once, by the command
+
+
+def test_a_bad_voxel_found_mid_run_says_how_to_continue(assets, tmp_path):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    data, ckpt = assets
+    broken = tmp_path / "nan"
+    shutil.copytree(data, broken)
+    victim = sorted((broken / "ct_scans").iterdir())[-1]
+    img = nib.load(str(victim))
+    vol = np.asarray(img.dataobj, dtype=np.float32).copy()
+    vol[0, 0, :] = np.nan  # every slice of the last subject: seen only when a slice is read
+    nib.save(nib.Nifti1Image(vol, img.affine), str(victim))  # float32: the NaN survives
+    out = tmp_path / "o"
+    r = _invoke(["benchmark", "--data", str(broken), "--checkpoint", str(ckpt), "--methods", "swin-sam",
+                 "--threshold", "otsu", "--no-figures", "--device", "cpu", "--batch-size", "2", "--out", str(out)])
+    assert r.exit_code == 1, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and victim.name in last and f"--resume --out {out}" in last, r.output

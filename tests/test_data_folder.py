@@ -85,3 +85,15 @@ def test_open_dataset_layouts(folder: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="cannot tell the layout"):
         open_dataset(tmp_path / "empty")
+
+
+def test_skip_bad_drops_images_with_bad_label_rows(folder: Path) -> None:
+    (folder / "labels.csv").write_text("name,any,slice\na,1,1\na,0,1.5\nb,0,\nzzz,1,\n")
+    with pytest.raises(DataError, match=r"line 3: slice is '1.5', not an integer"):
+        FolderDataset(folder)
+    with pytest.warns(RuntimeWarning, match="skipped 2 bad item"):
+        ds = FolderDataset(folder, skip_bad=True)
+    # "a" goes whole (not relabelled from its masks), "zzz" names no image; "b" stays
+    assert {r.subject for r in ds.records} == {"b"} and len(ds.skipped) == 2
+    (folder / "labels.csv").write_bytes(b"\xef\xbb\xbfname,any\na,1\nb,0\n")  # Excel's BOM
+    assert [r.labels[-1] for r in FolderDataset(folder).records] == [1.0, 1.0, 1.0, 0.0]

@@ -191,8 +191,21 @@ def test_write_phantom_refuses_and_cleans_up(tmp_path: Path, monkeypatch) -> Non
     (out / "keep.txt").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
         write_phantom(out, subjects=1, slices_per_subject=2, size=32, progress=False)
-    write_phantom(out, subjects=1, slices_per_subject=2, size=32, progress=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "ct_scans" / "001.nii").exists()
+    # --overwrite never deletes a folder this command did not write
+    with pytest.raises(ConfigError, match="not a phantom written by"):
+        write_phantom(out, subjects=1, slices_per_subject=2, size=32, progress=False, overwrite=True)
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    write_phantom(out, subjects=1, slices_per_subject=2, size=32, progress=False)
+    write_phantom(out, subjects=1, slices_per_subject=3, size=32, progress=False, overwrite=True)
+    assert (out / "ct_scans" / "001.nii").exists()
+    with pytest.raises(ConfigError, match="is a file"):
+        write_phantom(out / "phantom.json", subjects=1, slices_per_subject=2, size=32, progress=False)
+    with pytest.raises(ConfigError, match="which is a file"):
+        write_phantom(out / "phantom.json" / "sub", subjects=1, slices_per_subject=2, size=32, progress=False)
+    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+        write_phantom(tmp_path / "neg", subjects=1, slices_per_subject=2, size=32, progress=False, seed=-1)
+    assert not (tmp_path / "neg").exists()
 
     import xaiseg.data.phantom_writer as pw
 

@@ -230,3 +230,34 @@ def test_display_transform_inverts() -> None:
                 disp = tf.apply(vox)
                 assert disp.shape == ((3, 4) if t else (4, 3))
                 np.testing.assert_array_equal(tf.invert(disp), vox)
+
+
+def test_skip_bad_drops_the_subjects_of_bad_csv_rows(tmp_path: Path) -> None:
+    import csv as _csv
+
+    rows = [physionet_row(p, s) for p in (1, 2, 3) for s in (1, 2)] + [physionet_row(2, 1)]  # 002 slice 1 twice
+    root = _one_patient(tmp_path, rows=rows)
+    for p in (2, 3):
+        save_nifti(root / "ct_scans" / f"00{p}.nii", np.zeros((4, 4, 2), np.float32))
+        save_nifti(root / "masks" / f"00{p}.nii", np.zeros((4, 4, 2), np.uint8))
+    path = root / "hemorrhage_diagnosis_raw_ct.csv"
+    lines = list(_csv.reader(open(path)))
+    lines[6][lines[0].index("Epidural")] = "yes"  # line 7: patient 3 slice 2, not a number
+    lines.append(["x"] + lines[1][1:])  # a row whose patient cannot be read
+    with open(path, "w", newline="") as fh:
+        _csv.writer(fh).writerows(lines)
+    assert "line 7: column Epidural is 'yes', not a number" in _error(root)  # the first bad row
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        ds = PhysioNetDataset(root, skip_bad=True)
+    # 002 (duplicate) and 003 (bad cell) go whole; the unreadable row goes alone; 001 stays
+    assert sorted({r.subject for r in ds.records}) == ["001"] and len(ds.records) == 2
+    assert len(ds.skipped) == 3 and any("listed twice" in m for m in ds.skipped)
+    assert any("'yes', not a number" in m for m in ds.skipped)
+
+
+def test_a_csv_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    root = _one_patient(tmp_path)
+    path = root / "hemorrhage_diagnosis_raw_ct.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves "CSV UTF-8"
+    assert [r.slice for r in PhysioNetDataset(root).records] == [1, 2]

@@ -74,3 +74,28 @@ def test_pad_with_air_and_round_trip() -> None:
     assert np.abs(back - smooth)[4:-4, 4:-4].max() < 0.02
     t = geo.to_original(torch.from_numpy(geo.to_input(np.stack([smooth, smooth]))))
     assert isinstance(t, torch.Tensor) and tuple(t.shape) == (2, 96, 96)
+
+
+def test_non_square_slices_keep_their_aspect_ratio() -> None:
+    import torchvision.transforms.functional as TF
+
+    # resize=N: the shorter side becomes N, as torchvision's Resize(N) (the reference's recipe)
+    for shape in [(512, 400), (400, 512), (512, 512), (333, 517)]:
+        want = tuple(TF.resize(torch.zeros(1, *shape), 422, antialias=False).shape[-2:])
+        geo = Preprocessor(384, resize=422).geometry(shape)
+        assert geo.resized == want, shape
+        assert (geo.top, geo.left) == ((want[0] - 384) // 2, (want[1] - 384) // 2)
+    # default: the whole slice fits, the shorter side padded with air; a round disc stays round
+    hu = np.full((100, 60), -1000.0, np.float32)
+    yy, xx = np.mgrid[0:100, 0:60]
+    hu[(yy - 50) ** 2 + (xx - 30) ** 2 <= 20**2] = 60.0
+    image, _, _, geo = Preprocessor(50, windows=[(40, 120)])(hu)
+    assert geo.resized == (50, 30) and (geo.top, geo.left) == (0, -10)
+    disc = image[0].numpy() > 0.5
+    rows, cols = np.nonzero(disc)
+    assert abs((rows.max() - rows.min()) - (cols.max() - cols.min())) <= 1  # not squashed
+    assert image[0, :, :10].max() == 0 and image[0, :, 40:].max() == 0  # padding is air
+    back = geo.to_original(image[0].numpy())
+    assert back.shape == (100, 60)
+    # an explicit (rows, cols) still resizes to exactly that
+    assert Preprocessor(50, resize=(50, 50)).geometry((100, 60)).resized == (50, 50)

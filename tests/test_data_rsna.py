@@ -98,3 +98,16 @@ def test_bad_csv(rsna: Path) -> None:
     (rsna / "stage_2_train.csv").write_text("image,label\n")
     with pytest.raises(DataError, match="expected the columns ID,Label"):
         RSNADataset(rsna)
+
+
+def test_skip_bad_drops_images_with_bad_label_rows(rsna: Path) -> None:
+    path = rsna / "stage_2_train.csv"
+    path.write_text(path.read_text().replace("ID_bbb_subdural,1", "ID_bbb_subdural,maybe") + "ID_ccc_any,0\n")
+    with pytest.raises(DataError, match="label 'maybe' is not 0 or 1"):
+        RSNADataset(rsna)
+    with pytest.warns(RuntimeWarning, match="skipped 2 bad item"):
+        ds = RSNADataset(rsna, skip_bad=True)
+    assert [Path(r.source).stem for r in ds.records] == ["ID_aaa"]  # bbb: bad cell; ccc: conflicting rows
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    with pytest.warns(RuntimeWarning):
+        assert len(RSNADataset(rsna, skip_bad=True).records) == 1

@@ -50,6 +50,9 @@ def test_cli_default_model_is_logged(tmp_path):
         (["--focal-gamma", "2"], "--focal-gamma applies to --task subtypes"),
         (["--windows", "40"], "--windows takes"),
         (["--resume"], "nothing to resume"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["--resize", "0"], "--resize must be >= 1"),
+        (["--init", __file__], "is not a weights file"),
         (["--device", "cuda:0"], None),  # no CUDA here: one line; with CUDA it would start training
     ],
 )
@@ -66,6 +69,16 @@ def test_cli_bad_arguments_one_line(tmp_path, args, message):
     if message:
         assert message in lines[0]
     assert "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()  # a run that could not start leaves nothing behind
+
+
+def test_cli_out_that_is_a_file_is_one_line(tmp_path):
+    f = tmp_path / "afile.txt"
+    f.write_text("keep")
+    for out in (f, f / "sub"):
+        res = _run("--model-kwargs", TINY, "--out", str(out), "--no-progress")
+        assert res.exit_code in (1, 2) and res.output.count("\n") == 1 and "file" in res.output, res.output
+    assert f.read_text() == "keep"
 
 
 def test_cli_rejects_unknown_task_via_click(tmp_path):

@@ -46,7 +46,9 @@ def _independent_load(path):
 
 @pytest.mark.parametrize("task", ["binary", "subtypes"])
 def test_train_save_reload(tiny_set, tmp_path, task):
-    res = train(_cfg(tmp_path / task, tiny_set, task=task, focal_gamma=2.0 if task == "subtypes" else 0.0))
+    # binary also checks --resize (shorter side to 40 px, centre crop 32), recorded and reused
+    resize = 40 if task == "binary" else None
+    res = train(_cfg(tmp_path / task, tiny_set, task=task, focal_gamma=2.0 if task == "subtypes" else 0.0, resize=resize))
     out = res.out
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", LOG_FILE, RESUME_FILE}
     loaded = xaiseg.load_model(out, device="cpu")
@@ -59,6 +61,9 @@ def test_train_save_reload(tiny_set, tmp_path, task):
     assert cfg["metrics"]["best_epoch"] == 1 and "val_auc" in cfg["metrics"] and cfg["xaiseg_version"] == xaiseg.__version__
     assert cfg["data"]["val_subjects"] and not set(cfg["data"]["val_subjects"]) & set(cfg["data"]["train_subjects"])
     assert not loaded.model.training
+    assert cfg["resize"] == resize
+    geo = loaded.preprocessor.geometry((64, 64))
+    assert (geo.resized, geo.top) == (((40, 40), 4) if resize else ((32, 32), 0))
 
     # same logits: the in-memory model, our loader, and an independent timm + safetensors rebuild
     x = torch.rand(3, 3, 32, 32)
@@ -83,6 +88,15 @@ def test_train_save_reload(tiny_set, tmp_path, task):
     assert len(log) == 1 and {"train_loss", "val_loss", "val_auc", "val_accuracy", "val_sensitivity", "val_specificity"} <= set(log[0])
     if task == "subtypes":
         assert set(log[0]["val_auc_per_label"]) == set(LABELS)
+
+
+def test_the_paper_preset_resizes_to_422_and_crops_384():
+    from xaiseg.training.presets import default_resize
+
+    assert default_resize("paper", 384) == 422  # DESIGN.md §1: resize 422, centre-crop 384
+    assert default_resize("tiny", 128) is None and default_resize("swin_base_patch4_window12_384", 384) is None
+    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+        _cfg("x", "phantom", seed=-1).validate()
 
 
 class _Stop(Exception):

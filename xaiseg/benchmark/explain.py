@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from ..outputs import check_out_file
 from ..registry import UnknownNameError, get_method, list_methods
 from .evaluate import SliceTruth, evaluation_map, quantize
 from .nifti_maps import save_like
@@ -46,6 +47,10 @@ def explain_scan(
         raise ConfigError(f"unknown method {method!r}; available: {', '.join(list_methods())}") from None
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if out is not None:
+        check_out_file(out)
+        if not str(out).endswith((".nii", ".nii.gz")):
+            raise ConfigError(f"--out {str(out)!r} must end in .nii or .nii.gz (a NIfTI file)")
     src = Path(input)
     img = open_nifti(src)
     brain_file = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import sys
 import time
 import zlib
@@ -27,8 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.constants import SUBTYPES
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, XaisegError
 from ..metrics import BUILTIN_ORDER, Metric
+from ..outputs import check_out_dir
 from ..registry import UnknownNameError, get_method, get_metric, list_methods, list_metrics
 from ..thresholds import GridSearchThreshold, ThresholdStrategy, parse_threshold
 from . import provenance
@@ -157,11 +159,15 @@ def _spread(ids: list[int], n: int) -> list[int]:
     return [ids[i] for i in np.unique(np.round(np.linspace(0, len(ids) - 1, n)).astype(int))]
 
 
+def _check_negative_ratio(ratio: float | None) -> None:
+    if ratio is not None and not (math.isfinite(ratio) and ratio >= 0):
+        raise ConfigError(f"--negative-ratio must be a number >= 0, got {ratio}")
+
+
 def _select(records: Sequence[Any], positives_only: bool, limit: int | None, negative_ratio: float | None = None) -> list[int]:
     ids = [i for i, r in enumerate(records) if not positives_only or _any_label(r)]
+    _check_negative_ratio(negative_ratio)
     if negative_ratio is not None and not positives_only:
-        if negative_ratio < 0:
-            raise ConfigError(f"--negative-ratio must be >= 0, got {negative_ratio}")
         pos = [i for i in ids if _any_label(records[i])]
         neg = [i for i in ids if not _any_label(records[i])]
         ids = sorted(pos + _spread(neg, int(round(negative_ratio * len(pos)))))
@@ -236,6 +242,15 @@ def run(
     brain_mask = str(brain_mask)
     if brain_mask not in ("auto", "none") and not Path(brain_mask).is_dir():
         raise ConfigError(f"--brain-mask must be auto, none or a folder of brain masks; {brain_mask!r} is not a folder")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    _check_negative_ratio(negative_ratio)  # before any work; _select checks again for direct callers
+    if resume and out is None:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
+    if out is not None:
+        check_out_dir(out)
+        if resume and not (Path(out) / "run.json").exists():
+            raise ConfigError(f"--resume: {str(out)!r} holds no benchmark run to continue (run.json is missing); drop --resume to start one")
     dev = _device(device)
     metrics = _metrics()
     clock = StageClock(dev)
@@ -398,6 +413,10 @@ def run(
         print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
               f"`xaiseg benchmark <same options> --resume --out {out_dir}`", file=sys.stderr, flush=True)
         raise
+    except XaisegError as exc:  # e.g. a NaN voxel, a truncated file: seen only when its slice is read
+        bar.close()  # ends the progress line, so the error gets a line of its own
+        raise type(exc)(f"{exc} (the finished batches are saved in {out_dir}; once the input is fixed, "
+                        f"continue with --resume --out {out_dir})") from None
     bar.close()
 
     paths = _finalize(

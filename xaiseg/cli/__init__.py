@@ -32,6 +32,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (XaisegError, UnknownNameError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+# click >= 8.2 raises this for a bare group call (older versions print the help themselves)
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, ref in COMMANDS.items() if importlib.util.find_spec(ref.split(":")[0]) is not None)
@@ -42,6 +46,28 @@ class LazyGroup(click.Group):
             return None
         module, attr = ref.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # bare `xaiseg`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # click prints usage, a hint and the error on four lines; we keep the rule of one line
+            path = exc.ctx.command_path if exc.ctx is not None else "xaiseg"
+            click.echo(f"Error: {exc.format_message()} (see '{path} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -21,7 +21,7 @@ import click
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same data).")
 @click.option("--contact-sheet", is_flag=True, help="Also write contact_sheet.png (one tile per head).")
 @click.option("--compress", is_flag=True, help="Write .nii.gz instead of .nii.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it is not empty.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it holds a phantom written earlier (never any other folder).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def phantom(
     out: Path,

@@ -37,6 +37,9 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--weight-decay", type=float, default=0.05)
 @click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
 @click.option("--image-size", type=int, default=None, help="Input size (overrides the model's img_size).")
+@click.option("--resize", type=int, default=None,
+              help="Resize each slice so its shorter side is N px, then centre-crop to the input size (HGI-SAM: 422 "
+                   "for 384). [default: the paper preset's 422/384 ratio; otherwise the whole slice fits the input]")
 @click.option("--windows", default=None, help="CT windows 'centre,width;...' in HU. [default: 40,120;80,200;600,2800]")
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
@@ -87,7 +90,7 @@ def train(**o) -> None:
         out=o["out"], data=o["data"], layout=o["layout"], model=o["model"],
         model_kwargs=parse_model_kwargs(o["model_kwargs"]), task=o["task"], epochs=o["epochs"],
         batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"],
-        image_size=o["image_size"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
+        image_size=o["image_size"], resize=o["resize"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
         workers=o["workers"], threads=o["threads"], pretrained=o["pretrained"], init=o["init"],
         val_fraction=o["val_fraction"], patience=o["patience"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
         augment=o["augment"], ema=o["ema"], grad_clip=o["grad_clip"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],

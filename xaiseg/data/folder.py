@@ -92,10 +92,12 @@ class FolderDataset(CTSliceDataset):
         brains = _nifti_files(self.brain_dir) if self.brain_dir is not None else {}
         if not images:
             raise DataError(f"{self.image_dir}: no .nii or .nii.gz files")
-        csv_labels = self._read_labels(set(images)) if self.labels_csv is not None else {}
+        csv_labels, csv_dropped = self._read_labels(set(images), bad) if self.labels_csv is not None else ({}, set())
         self._files: dict[str, tuple[Path, Path, Path | None]] = {}
         records: list[SliceRecord] = []
         for name, img_path in images.items():
+            if name in csv_dropped:  # its label rows were bad (already counted): no mask-derived labels
+                continue
             try:
                 if name not in masks:
                     raise DataError(f"{img_path}: no mask named {name}.nii[.gz] in {self.mask_dir}")
@@ -122,12 +124,14 @@ class FolderDataset(CTSliceDataset):
         if not self.records:
             raise DataError(f"{self.root}: no usable slices")
 
-    def _read_labels(self, names: set[str]) -> dict[str, dict[int | None, tuple[float, ...]]]:
+    def _read_labels(self, names: set[str], bad: BadInput) -> tuple[dict[str, dict[int | None, tuple[float, ...]]], set[str]]:
+        """Label rows by image and slice, and the images to drop. A malformed row is a DataError,
+        or with ``skip_bad`` drops its image (all of its rows) from the data set."""
         path = self.labels_csv
         assert path is not None
         if not path.exists():
             raise DataError(f"{path}: label file not found")
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
             lower = {h.lower(): h for h in header}
@@ -136,29 +140,46 @@ class FolderDataset(CTSliceDataset):
                 raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
             reader.fieldnames = header
             out: dict[str, dict[int | None, tuple[float, ...]]] = {}
+            dropped: set[str] = set()
             for line, row in enumerate(reader, start=2):
                 name = str(row[lower["name"]]).strip()
                 stem = nifti_stem(Path(name)) or name
                 if stem not in names:
-                    raise DataError(f"{path}: line {line}: no image named {name!r} in {self.image_dir}")
-                values = {"any": _flag(row[lower["any"]], path, line, "any")}
-                for st in SUBTYPES:
-                    if st in lower:
-                        values[st] = _flag(row[lower[st]], path, line, lower[st])
-                known = [values[st] for st in SUBTYPES if st in values]
-                if known and max(known) > values["any"]:
-                    raise DataError(f"{path}: line {line}: a subtype is 1 but any is 0")
-                slice_no: int | None = None
-                if "slice" in lower and str(row[lower["slice"]]).strip() != "":
-                    try:
-                        slice_no = int(float(row[lower["slice"]]))
-                    except ValueError:
-                        raise DataError(f"{path}: line {line}: slice is {row[lower['slice']]!r}, not an integer") from None
-                per = out.setdefault(stem, {})
-                if slice_no in per:
-                    raise DataError(f"{path}: line {line}: {name} slice {slice_no} is listed twice")
-                per[slice_no] = label_vector(values)
-        return out
+                    bad(f"{path}: line {line}: no image named {name!r} in {self.image_dir}")
+                    continue
+                try:
+                    slice_no, labels = self._label_row(row, lower, path, line)
+                    if slice_no in out.get(stem, {}):
+                        raise DataError(f"{path}: line {line}: {name} slice {slice_no} is listed twice")
+                except DataError as exc:
+                    bad(str(exc))
+                    dropped.add(stem)
+                    continue
+                out.setdefault(stem, {})[slice_no] = labels
+        for stem in dropped:
+            out.pop(stem, None)
+        return out, dropped
+
+    @staticmethod
+    def _label_row(row: dict, lower: dict[str, str], path: Path, line: int) -> tuple[int | None, tuple[float, ...]]:
+        values = {"any": _flag(row[lower["any"]], path, line, "any")}
+        for st in SUBTYPES:
+            if st in lower:
+                values[st] = _flag(row[lower[st]], path, line, lower[st])
+        known = [values[st] for st in SUBTYPES if st in values]
+        if known and max(known) > values["any"]:
+            raise DataError(f"{path}: line {line}: a subtype is 1 but any is 0")
+        slice_no: int | None = None
+        if "slice" in lower and str(row[lower["slice"]]).strip() != "":
+            text = str(row[lower["slice"]]).strip()
+            try:
+                f = float(text)
+            except ValueError:
+                f = float("nan")
+            if not (np.isfinite(f) and f == int(f)):
+                raise DataError(f"{path}: line {line}: slice is {text!r}, not an integer")
+            slice_no = int(f)
+        return slice_no, label_vector(values)
 
     def _labels_for(self, name, n_slices, csv_labels, m_img, m_path, img, img_path) -> list[tuple[float, ...]]:
         rows = csv_labels.get(name)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..outputs import check_out_dir
 from .constants import LABELS, PHYSIONET_COLUMNS, PHYSIONET_CSV, PHYSIONET_CSV_COLUMNS, SUBTYPES
 from .phantom import FOV_MM, HEAD_HEIGHT_MM, Head, Lesion, render, sample_head, sample_lesion
 
@@ -89,7 +90,8 @@ def write_phantom(
     depend on ``size``). Slices are ``HEAD_HEIGHT_MM / slices_per_subject`` mm apart (5 mm for
     32), pixels ``FOV_MM / size`` mm (0.45 mm at 512). The CSV has one row per slice and a slice
     is positive iff its mask is non-empty. ``OUT`` must not exist or be empty, unless
-    ``overwrite``; ``compress`` writes ``.nii.gz``.
+    ``overwrite`` and it holds a phantom written here (its phantom.json): nothing else is ever
+    deleted. ``compress`` writes ``.nii.gz``.
     """
     out = Path(out)
     if subjects < 1 or slices_per_subject < 1 or size < 16:
@@ -98,10 +100,16 @@ def write_phantom(
         raise ConfigError(f"prevalence must be in [0, 1], got {prevalence}")
     if subjects > 999:
         raise ConfigError("at most 999 subjects (file names are three digits, as in PhysioNet)")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} is not empty; choose another folder or pass --overwrite")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    check_out_dir(out, "OUT")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out} is not empty; choose another folder or pass --overwrite")
+        if not (out / "phantom.json").is_file():
+            # --overwrite deletes the folder: only ever one that this command wrote
+            raise ConfigError(f"{out} is not a phantom written by `xaiseg phantom` (no phantom.json); "
+                              "--overwrite only replaces those; choose another folder")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -84,7 +84,7 @@ class PhysioNetDataset(CTSliceDataset):
             raise DataError(f"{self.brain_dir}: brain-mask folder not found")
         self._cache = LRUCache(cache_volumes)
         bad = BadInput(skip_bad, str(self.root))
-        rows = self._read_csv()
+        rows = self._read_csv(bad)
         self._files: dict[str, tuple[Path, Path, Path | None]] = {}
         records = []
         for patient in sorted(rows):
@@ -112,10 +112,12 @@ class PhysioNetDataset(CTSliceDataset):
             raise DataError(f"{self.root}: no usable slices")
 
     # ------------------------------------------------------------------------------------------
-    def _read_csv(self) -> dict[int, dict[int, tuple[float, ...]]]:
+    def _read_csv(self, bad: BadInput) -> dict[int, dict[int, tuple[float, ...]]]:
+        """Label rows by patient and slice. A malformed or duplicated row is a DataError, or with
+        ``skip_bad`` drops its patient (all of its rows: half a subject's labels mislead)."""
         if not self.csv_path.exists():
             raise DataError(f"{self.csv_path}: label file not found")
-        with open(self.csv_path, newline="") as fh:
+        with open(self.csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in _REQUIRED if c not in header]
@@ -123,16 +125,27 @@ class PhysioNetDataset(CTSliceDataset):
                 raise DataError(f"{self.csv_path}: missing column(s) {', '.join(missing)}")
             reader.fieldnames = header
             rows: dict[int, dict[int, tuple[float, ...]]] = {}
+            dropped: set[int] = set()
             for line, row in enumerate(reader, start=2):
-                patient = _int(row["PatientNumber"], self.csv_path, line, "PatientNumber")
-                slice_no = _int(row["SliceNumber"], self.csv_path, line, "SliceNumber")
-                values = {st: float(_int(row[col], self.csv_path, line, col) > 0) for st, col in PHYSIONET_COLUMNS.items()}
-                no_hem = _int(row["No_Hemorrhage"], self.csv_path, line, "No_Hemorrhage") > 0
+                try:
+                    patient = _int(row["PatientNumber"], self.csv_path, line, "PatientNumber")
+                except DataError as exc:
+                    bad(str(exc))  # which subject it belongs to is unknown: only the row goes
+                    continue
+                try:
+                    slice_no = _int(row["SliceNumber"], self.csv_path, line, "SliceNumber")
+                    values = {st: float(_int(row[col], self.csv_path, line, col) > 0) for st, col in PHYSIONET_COLUMNS.items()}
+                    no_hem = _int(row["No_Hemorrhage"], self.csv_path, line, "No_Hemorrhage") > 0
+                    if slice_no in rows.get(patient, {}):
+                        raise DataError(f"{self.csv_path}: line {line}: patient {patient} slice {slice_no} is listed twice")
+                except DataError as exc:
+                    bad(str(exc))
+                    dropped.add(patient)
+                    continue
                 values["any"] = float(max(max(values.values()), 0.0 if no_hem else 1.0))
-                per = rows.setdefault(patient, {})
-                if slice_no in per:
-                    raise DataError(f"{self.csv_path}: line {line}: patient {patient} slice {slice_no} is listed twice")
-                per[slice_no] = label_vector(values)
+                rows.setdefault(patient, {})[slice_no] = label_vector(values)
+            for patient in dropped:
+                rows.pop(patient, None)
         if not rows:
             raise DataError(f"{self.csv_path}: no rows")
         return rows

@@ -136,10 +136,15 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
 class Preprocessor:
     """HU slice -> windowed, resized model input (plus masks and the geometry).
 
-    ``input_size``: the model's input (int for square, or (rows, cols)). ``resize``: the size
-    the slice is first resized to (default: ``input_size``, i.e. no crop); HGI-SAM's recipe is
-    ``Preprocessor(384, resize=422)`` (resize to 422, centre-crop 384). The slice is resized
-    as a whole (its aspect ratio changes only if ``resize`` says so).
+    ``input_size``: the model's input (int for square, or (rows, cols)). The slice is resized,
+    then centre-cropped or padded (with air) to ``input_size``:
+
+    - ``resize=None`` (default): the whole slice fits, aspect ratio kept — its longer side
+      becomes the input's, the shorter one is padded (a square slice is simply resized);
+    - ``resize=N`` (int): its *shorter* side becomes N, aspect ratio kept, as torchvision's
+      ``Resize(N)`` (longer side ``int(N · long / short)``); HGI-SAM's recipe is
+      ``Preprocessor(384, resize=422)``: resize to 422, centre-crop 384;
+    - ``resize=(rows, cols)``: exactly that size (the aspect ratio changes if it says so).
     """
 
     def __init__(
@@ -149,17 +154,35 @@ class Preprocessor:
         resize: int | Sequence[int] | None = None,
     ) -> None:
         self.input_size = _pair(input_size)
-        self.resize = _pair(resize) if resize is not None else self.input_size
+        self.resize: int | tuple[int, int] | None = (
+            None if resize is None else int(resize) if isinstance(resize, (int, np.integer)) else _pair(resize)
+        )
         self.windows = tuple(_windows(windows))
-        if min(self.input_size) < 1 or min(self.resize) < 1:
+        sizes = [*self.input_size, *([] if self.resize is None else _pair(self.resize))]
+        if min(sizes) < 1:
             raise ValueError("sizes must be positive")
 
     @property
     def channels(self) -> int:
         return len(self.windows)
 
+    def resized_shape(self, original: tuple[int, int]) -> tuple[int, int]:
+        """The (rows, cols) an original slice is resized to before the crop or pad."""
+        h, w = int(original[0]), int(original[1])
+        sh, sw = self.input_size
+        if isinstance(self.resize, tuple):
+            return self.resize
+        if self.resize is None:  # fit: the limiting side fills the input
+            if h * sw >= w * sh:
+                return sh, max(1, round(w * sh / h))
+            return max(1, round(h * sw / w)), sw
+        n = self.resize  # torchvision Resize(int): shorter side to n, longer side truncated
+        if h <= w:
+            return n, int(n * w / h)
+        return int(n * h / w), n
+
     def geometry(self, original: tuple[int, int]) -> Geometry:
-        rh, rw = self.resize
+        rh, rw = self.resized_shape(original)
         sh, sw = self.input_size
         return Geometry(tuple(int(v) for v in original), (rh, rw), (rh - sh) // 2, (rw - sw) // 2, (sh, sw))  # type: ignore[arg-type]
 

@@ -42,7 +42,7 @@ def _image_id(entry: str) -> str:
 def _read_id_list(files: str | Path | Iterable[str]) -> list[str]:
     if isinstance(files, (str, Path)) and Path(files).is_file():
         path = Path(files)
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             first = fh.readline()
             fh.seek(0)
             cols = [c.strip() for c in first.split(",")]
@@ -97,10 +97,12 @@ class RSNADataset(CTSliceDataset):
             ids = list(dict.fromkeys(_read_id_list(files)))
             if not ids:
                 raise DataError("the file list is empty")
-        labels = self._read_csv(set(ids))
+        labels, dropped = self._read_csv(set(ids), bad)
         subject_of = self._subjects(subjects, ids)
         records = []
         for image_id in ids:
+            if image_id in dropped:  # a bad label row, already counted
+                continue
             path = self.image_dir / f"{image_id}.dcm"
             got = labels.get(image_id, {})
             missing = [n for n in LABELS if n not in got]
@@ -118,11 +120,14 @@ class RSNADataset(CTSliceDataset):
         if not self.records:
             raise DataError(f"{self.root}: no usable images")
 
-    def _read_csv(self, wanted: set[str]) -> dict[str, dict[str, float]]:
+    def _read_csv(self, wanted: set[str], bad: BadInput) -> tuple[dict[str, dict[str, float]], set[str]]:
+        """Labels of the wanted images, and the images to drop: a malformed or conflicting row is
+        a DataError, or with ``skip_bad`` drops its image."""
         if not self.csv_path.exists():
             raise DataError(f"{self.csv_path}: label file not found")
         out: dict[str, dict[str, float]] = {}
-        with open(self.csv_path, newline="") as fh:
+        dropped: set[str] = set()
+        with open(self.csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             if header[:2] != ["ID", "Label"]:
@@ -131,23 +136,35 @@ class RSNADataset(CTSliceDataset):
                 if not row:
                     continue
                 if len(row) < 2:
-                    raise DataError(f"{self.csv_path}: line {line}: expected ID,Label")
+                    bad(f"{self.csv_path}: line {line}: expected ID,Label")
+                    continue
                 image_id, _, label = row[0].strip().rpartition("_")
                 if image_id not in wanted:
                     continue
-                if label not in LABELS:
-                    raise DataError(f"{self.csv_path}: line {line}: unknown label {label!r} in {row[0]!r}")
                 try:
-                    value = float(row[1])
-                except ValueError:
-                    raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1") from None
-                if value not in (0.0, 1.0):
-                    raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1")
-                per = out.setdefault(image_id, {})
-                if label in per and per[label] != value:
-                    raise DataError(f"{self.csv_path}: line {line}: {row[0]} has conflicting rows")
+                    value = self._label_value(row, label, line)
+                    per = out.setdefault(image_id, {})
+                    if label in per and per[label] != value:
+                        raise DataError(f"{self.csv_path}: line {line}: {row[0]} has conflicting rows")
+                except DataError as exc:
+                    bad(str(exc))
+                    dropped.add(image_id)
+                    continue
                 per[label] = value
-        return out
+        for image_id in dropped:
+            out.pop(image_id, None)
+        return out, dropped
+
+    def _label_value(self, row: list[str], label: str, line: int) -> float:
+        if label not in LABELS:
+            raise DataError(f"{self.csv_path}: line {line}: unknown label {label!r} in {row[0]!r}")
+        try:
+            value = float(row[1])
+        except ValueError:
+            raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1") from None
+        if value not in (0.0, 1.0):
+            raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1")
+        return value
 
     def _subjects(self, subjects: str | Path | Mapping[str, str] | None, ids: list[str]) -> dict[str, str]:
         if subjects is None:
@@ -169,7 +186,7 @@ class RSNADataset(CTSliceDataset):
         path = Path(subjects)
         if not path.exists():
             raise DataError(f"{path}: subject table not found")
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.DictReader(fh)
             cols = reader.fieldnames or []
             key = next((c for c in ("ID", "SOPInstanceUID", "image") if c in cols), None)

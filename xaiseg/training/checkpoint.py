@@ -105,12 +105,19 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(p), device="cpu")
         except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
             raise CheckpointError(f"{str(p)!r} is not a readable safetensors file ({_first_line(exc)})") from None
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip, or a legacy pickle
+        raise CheckpointError(f"{str(p)!r} is not a weights file (safetensors, or PyTorch's torch.save)")
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (zip), EOFError, ...
-        raise CheckpointError(
-            f"{str(p)!r} is not a loadable PyTorch state dict with weights_only=True ({_first_line(exc)})"
-        ) from None
+        text = str(exc)
+        if "Unsupported global" in text:
+            why = "it holds pickled Python objects besides tensors; save model.state_dict() or safetensors instead"
+        else:
+            why = _first_line(exc)
+        raise CheckpointError(f"{str(p)!r} is not a PyTorch state dict that loads with weights_only=True ({why})") from None
     for key in ("model", "state_dict", "model_state", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -276,5 +283,6 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     load_weights_into(model, read_weights(d / WEIGHTS_FILE), source=repr(str(d / WEIGHTS_FILE)))
     model.to(dev).eval()
     windows = tuple(tuple(float(x) for x in w) for w in cfg["windows"])
-    pre = Preprocessor(int(cfg["input_size"]), windows)
+    resize = cfg.get("resize")  # absent in checkpoints older than the option: the whole slice fits
+    pre = Preprocessor(int(cfg["input_size"]), windows, resize=None if resize is None else int(resize))
     return LoadedModel(model=model, config=cfg, preprocessor=pre, device=dev, path=d)

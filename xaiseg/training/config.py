@@ -29,6 +29,7 @@ class TrainConfig:
     warmup_steps: int | None = None  # None: 5 % of all steps
     min_lr_ratio: float = 0.01
     image_size: int | None = None  # overrides the model's img_size
+    resize: int | None = None  # shorter side before the centre crop; None: the preset's (paper: 422 for 384), else fit
     windows: tuple[tuple[float, float], ...] | None = None  # None: DEFAULT_WINDOWS
     seed: int = 0
     device: str = "auto"
@@ -91,6 +92,10 @@ class TrainConfig:
             bad(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if not 0.0 <= self.ema < 1.0:
             bad(f"--ema is a decay in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
+        if self.seed < 0:
+            bad(f"--seed must be >= 0, got {self.seed}")
+        if self.resize is not None and self.resize < 1:
+            bad(f"--resize must be >= 1, got {self.resize}")
         if self.threads is not None and self.threads < 1:
             bad(f"--threads must be >= 1, got {self.threads}")
         if self.limit is not None and self.limit < 2:

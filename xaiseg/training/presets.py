@@ -24,6 +24,9 @@ class Preset:
     timm_name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Slices are resized so their shorter side is input × this, then centre-cropped to the
+    # input (None: the whole slice fits the input). The paper's recipe: 422 then crop 384.
+    resize_ratio: float | None = None
 
 
 # Why these numbers: see docs/training.md ("Models"). In short: on 2 CPU cores the cost of a
@@ -51,6 +54,7 @@ PRESETS: dict[str, Preset] = {
         "swin_base_patch4_window12_384",
         dict(img_size=384),
         "The published model (HGI-SAM): Swin-B, patch 4, window 12, 384 px (~87 M parameters)",
+        resize_ratio=422 / 384,
     ),
 }
 
@@ -58,6 +62,14 @@ PRESETS: dict[str, Preset] = {
 def default_model_name(device: str) -> str:
     """The model used when ``--model`` is not given: the paper's on CUDA, ``tiny`` elsewhere."""
     return "paper" if str(device).startswith("cuda") else "tiny"
+
+
+def default_resize(model_name: str, input_size: int) -> int | None:
+    """The ``Preprocessor`` resize of a preset at ``input_size`` (the paper's: 422 for 384)."""
+    preset = PRESETS.get(model_name)
+    if preset is None or preset.resize_ratio is None:
+        return None
+    return round(input_size * preset.resize_ratio)
 
 
 def parse_model_kwargs(text: str | None) -> dict[str, Any]:

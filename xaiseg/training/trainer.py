@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,14 +28,15 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, XaisegError
+from ..outputs import check_out_dir
 from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, normalize,
                          resolve_device, save_checkpoint)
 from .config import TrainConfig
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
-from .presets import PRESETS, build_model, default_model_name, model_input_size, resolve_model
+from .presets import PRESETS, build_model, default_model_name, default_resize, model_input_size, resolve_model
 
 RESUME_FILE = "resume.pt"
 LOG_FILE = "train_log.jsonl"
@@ -66,15 +68,33 @@ def task_classes(task: str) -> tuple[list[str], int]:
 
 
 class _Log:
+    """train.log and the terminal. Set-up lines are held back until :meth:`release` (called once
+    model and data are ready), so options that fail during set-up print just their one-line error."""
+
     def __init__(self, out: Path, progress: bool) -> None:
         self.path, self.progress = out / TEXT_LOG, progress
+        self._held: list[tuple[str, str]] | None = []
 
     def __call__(self, msg: str) -> None:
+        line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n"
+        if self._held is not None:
+            self._held.append((line, msg))
+        else:
+            self._emit([(line, msg)])
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        self._emit(held)
+
+    def _emit(self, lines: list[tuple[str, str]]) -> None:
         from tqdm.auto import tqdm
 
+        if not lines:
+            return
         with open(self.path, "a") as f:
-            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
-        tqdm.write(msg)
+            f.writelines(line for line, _ in lines)
+        for _, msg in lines:
+            tqdm.write(msg)
 
 
 def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
@@ -131,6 +151,23 @@ def train(
     ``on_epoch_end`` is called with each epoch's log record after everything of that epoch is
     on disk (tests use it to interrupt a run).
     """
+    cfg.validate()
+    out = check_out_dir(cfg.out)
+    fresh = not out.exists()
+    try:
+        return _train(cfg, on_epoch_end)
+    except XaisegError:
+        # A bad model name, --init file or data set is found while setting up, after the log
+        # was opened: leave nothing behind unless an epoch finished (then resume.pt matters).
+        if not cfg.resume and not (out / RESUME_FILE).exists():
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                (out / TEXT_LOG).unlink(missing_ok=True)
+        raise
+
+
+def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     from ..data.constants import DEFAULT_WINDOWS
     from ..data.preprocess import Preprocessor
 
@@ -167,7 +204,10 @@ def train(
     model.to(device)
 
     windows = tuple(tuple(float(v) for v in w) for w in (cfg.windows or DEFAULT_WINDOWS))
-    preprocessor = Preprocessor(input_size, windows)
+    resize = cfg.resize or default_resize(model_name, input_size)
+    preprocessor = Preprocessor(input_size, windows, resize=resize)
+    if resize:
+        log(f"preprocessing: shorter side resized to {resize} px, centre crop {input_size} px")
     # Centre the [0, 1] windows on 0. Why: Swin normalises every patch token (LayerNorm right after
     # the patch embedding), which removes most of the difference between a uniformly dim (brain)
     # and a uniformly bright (blood) patch when all inputs are positive; centred inputs keep it.
@@ -312,10 +352,12 @@ def train(
             "timm_name": timm_name, "model_kwargs": kwargs, "preset": model_name if model_name in PRESETS else None,
             "num_classes": len(class_names), "in_chans": len(windows), "task": cfg.task,
             "class_names": class_names, "target_index": target_index, "input_size": input_size,
-            "windows": [list(w) for w in windows], "normalization": normalization,
+            "resize": resize, "windows": [list(w) for w in windows], "normalization": normalization,
             "metrics": metrics, "data": data_info, "training": cfg.to_dict(),
             "versions": {"xaiseg": __version__, "torch": torch.__version__, "timm": timm.__version__},
         }
+
+    log.release()  # set-up succeeded: its lines go to the terminal and train.log now
 
     # ---- loop --------------------------------------------------------------------------------
     from tqdm.auto import tqdm
