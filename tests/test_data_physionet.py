@@ -261,3 +261,10 @@ def test_a_csv_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     path = root / "hemorrhage_diagnosis_raw_ct.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves "CSV UTF-8"
     assert [r.slice for r in PhysioNetDataset(root).records] == [1, 2]
+
+
+def test_two_files_for_one_patient_are_an_error_not_a_guess(tmp_path: Path) -> None:
+    root = _one_patient(tmp_path)
+    save_nifti(root / "ct_scans" / "1.nii.gz", np.ones((4, 4, 2), np.float32))
+    msg = _error(root)
+    assert "patient 1 has 2 files (001.nii, 1.nii.gz)" in msg

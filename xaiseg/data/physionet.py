@@ -36,12 +36,11 @@ _REQUIRED = ("PatientNumber", "SliceNumber", "No_Hemorrhage") + tuple(PHYSIONET_
 
 
 def _find_volume(folder: Path, patient: int) -> Path | None:
-    for stem in dict.fromkeys((f"{patient:03d}", str(patient))):
-        for suf in (".nii", ".nii.gz"):
-            p = folder / f"{stem}{suf}"
-            if p.exists():
-                return p
-    return None
+    found = [folder / f"{stem}{suf}" for stem in dict.fromkeys((f"{patient:03d}", str(patient)))
+             for suf in (".nii", ".nii.gz") if (folder / f"{stem}{suf}").exists()]
+    if len(found) > 1:  # e.g. 049.nii beside 49.nii.gz: which one is patient 49 is a guess
+        raise DataError(f"{folder}: patient {patient} has {len(found)} files ({', '.join(p.name for p in found)}); keep one")
+    return found[0] if found else None
 
 
 def _int(value: str, csv_path: Path, line: int, column: str) -> int:
