@@ -7,6 +7,9 @@ no code with xaiseg, so a slow capture machinery cannot hide inside the referenc
 
 Every configuration is timed in the same process, interleaved repeat by repeat (so drift in
 clock speed or background load hits all of them alike), after warm-up; figures are medians.
+On CPU, peak memory is measured first, in an untimed round per batch size with glibc's malloc
+switched to exact mode (every block above 64 KiB its own mapping, so RSS follows live memory);
+the timed rounds then run with a normal, heap-reusing allocator (exact mode costs ~1.5× in time).
 
     python benchmarks/speed.py                       # Swin-B 384 (paper), CPU: batches 1 and 2
     python benchmarks/speed.py --model tiny --batch-sizes 1,8,32 --json out.json
@@ -25,7 +28,6 @@ import statistics
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -54,9 +56,9 @@ def build_model(name: str, device: torch.device) -> torch.nn.Module:
 class PeakMemory:
     """Peak extra memory of a call: CUDA max-allocated on GPU, sampled RSS on CPU.
 
-    On CPU the process runs with a fixed glibc mmap threshold (see ``_fixed_mmap_threshold``),
-    so every tensor above 64 KiB is its own mapping, returned to the OS when freed: RSS then
-    tracks live tensor memory instead of the allocator's high-water mark.
+    On CPU it is used inside :meth:`Allocator.exact`: every tensor above 64 KiB is then its own
+    mapping, returned to the OS when freed, so RSS tracks live tensor memory instead of the
+    allocator's high-water mark.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -101,6 +103,43 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class Allocator:
+    """glibc malloc in two modes, switched at run time with ``mallopt``.
+
+    ``exact()``: blocks above 64 KiB are mmapped and freed memory is trimmed at once, so the
+    RSS of a call is its live memory (for :class:`PeakMemory`). ``fast()``: thresholds like
+    those glibc's dynamic rule reaches in a warm process (mmap above 32 MiB, trim above 64 MiB),
+    so tensors reuse heap memory as in a user's process; timing in exact mode would add the
+    kernel's page zeroing of every fresh mapping (~1.5× the wall time of a Swin-B forward).
+    Without glibc (macOS, musl) both are no-ops and peaks after the first call may be hidden.
+    """
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+    def __init__(self) -> None:
+        import ctypes
+
+        try:
+            self.libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+        except OSError:
+            self.libc = None
+
+    @property
+    def available(self) -> bool:
+        return self.libc is not None
+
+    def exact(self) -> None:
+        if self.libc is not None:
+            self.libc.mallopt(self.M_MMAP_THRESHOLD, 64 << 10)
+            self.libc.mallopt(self.M_TRIM_THRESHOLD, 0)
+            self.libc.malloc_trim(0)
+
+    def fast(self) -> None:
+        if self.libc is not None:
+            self.libc.mallopt(self.M_MMAP_THRESHOLD, 32 << 20)
+            self.libc.mallopt(self.M_TRIM_THRESHOLD, 64 << 20)
+
+
 # ------------------------------------------------------------------------------------ floors
 def plain_forward(model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
     def run(x: torch.Tensor) -> object:
@@ -133,8 +172,7 @@ def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int)
 # ------------------------------------------------------------------------------------ pipeline
 def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: int | None) -> dict:
     """The whole ``xaiseg benchmark`` on its built-in phantom with the shipped classifier, run as
-    a user runs it (``python -m xaiseg benchmark``, in a fresh process without this script's
-    malloc settings), restricted to ``n_slices`` slices; returns run.json's ``timing`` (seconds
+    a user runs it (``python -m xaiseg benchmark``, in a fresh process), restricted to ``n_slices`` slices; returns run.json's ``timing`` (seconds
     per stage: load, preprocess, classify, attribution, metrics, store, figures, ...)."""
     import subprocess
     import tempfile
@@ -178,43 +216,53 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, repeats: int, warmup: int) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """``warmup`` untimed rounds (the last one also records each configuration's peak memory),
-    then ``repeats`` interleaved timed rounds. With ``warmup = 0`` (a later batch size, the
-    process being warm already) memory is recorded in the first timed round instead, for every
-    configuration alike, so it costs no extra round."""
+def peak_memory(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, alloc: Allocator) -> dict[str, int]:
+    """CPU: each configuration's peak extra memory, one untimed call each, with the allocator in
+    exact mode. Run before any timing: a heap that timed rounds have grown and fragmented
+    serves later requests from its free chunks and would hide part of a peak."""
+    peaks: dict[str, int] = {}
+    alloc.exact()
+    try:
+        for name, fn in configs.items():
+            with PeakMemory(x.device) as pm:
+                fn(x)
+            peaks[name] = pm.extra
+    finally:
+        alloc.fast()
+    return peaks
+
+
+def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, repeats: int, warmup: int,
+            first_call: str | None = None) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """``warmup`` untimed rounds (on CUDA the last one, at least one, also reads each
+    configuration's peak memory), then ``repeats`` interleaved timed rounds. ``first_call``: a
+    configuration called once, untimed, before anything else (on CPU the one with the largest
+    peak, so the heap has grown before the first timed call)."""
     device = x.device
     times: dict[str, list[float]] = {k: [] for k in configs}
     peaks: dict[str, int] = {}
+    if first_call is not None:
+        configs[first_call](x)
     for w in range(warmup):
         for name, fn in configs.items():
-            if w < warmup - 1:
-                fn(x)
-                continue
-            with PeakMemory(device) as pm:
-                fn(x)
-            peaks[name] = pm.extra
-    for r in range(repeats):
-        for name, fn in configs.items():  # interleaved: drift hits every configuration alike
-            with PeakMemory(device) if name not in peaks and r == 0 else nullcontext() as pm:
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(x)
-                _sync(device)
-                times[name].append(time.perf_counter() - t0)
-            if pm is not None:
+            if device.type == "cuda" and w == warmup - 1:
+                with PeakMemory(device) as pm:
+                    fn(x)
                 peaks[name] = pm.extra
+            else:
+                fn(x)
+    names = list(configs)
+    for r in range(repeats):
+        # interleaved, so drift hits every configuration alike, and rotated each round, so none
+        # always runs right after the same neighbour (caches, heap, turbo state)
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = configs[name]
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(x)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
     return times, peaks
-
-
-def _fixed_mmap_threshold() -> None:
-    """Re-execute once with a fixed malloc mmap threshold so that RSS measures live memory
-    (glibc's dynamic threshold otherwise keeps freed tensors in the heap, hiding every peak
-    after the first call)."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
-        return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # orig_argv: as typed, incl. -m/-c
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,2 on CPU, which keeps Swin-B under 5 minutes on 2 cores; 1,8,32 on GPU)")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of registered methods")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds before the first batch size (every batch size on GPU), the last one "
-                         "measuring memory (default 1, at least 1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds before the first batch size (every batch size on GPU, "
+                         "where the last one also measures memory; on CPU memory has a round of its own) (default 1, at least 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--pipeline-slices", type=int, default=48,
                     help="slices of the whole `xaiseg benchmark` run on the built-in phantom, timed per stage "
@@ -262,12 +310,18 @@ def main(argv: list[str] | None = None) -> int:
         configs[name] = (lambda inst: (lambda x: inst.attribute(x, target=target)))(inst)
 
     rows: list[Row] = []
+    alloc = Allocator()
     h, w = adapter.input_size
-    for i, b in enumerate(batches):
-        x = torch.rand(b, adapter.in_chans, h, w, device=device)
+    inputs = {b: torch.rand(b, adapter.in_chans, h, w, device=device) for b in batches}
+    # CPU memory first, every batch size, in a process whose heap no timed round has grown yet
+    cpu_peaks = {} if gpu else {b: peak_memory(configs, x, alloc) for b, x in inputs.items()}
+    alloc.fast()  # the timed rounds run with a warm, heap-reusing allocator
+    for i, (b, x) in enumerate(inputs.items()):
         # warm-up before the first batch size only: later ones run in a warm process (on GPU,
         # new shapes may pick new kernels, so every batch size is warmed up there)
-        times, peaks = measure(configs, x, repeats, max(args.warmup, 1) if (i == 0 or gpu) else 0)
+        first = None if gpu else max(cpu_peaks[b], key=cpu_peaks[b].__getitem__)
+        times, peaks = measure(configs, x, repeats, max(args.warmup, 1) if (i == 0 or gpu) else 0, first)
+        peaks = peaks if gpu else cpu_peaks[b]
         med = {k: statistics.median(v) / b for k, v in times.items()}
         for name in configs:
             rows.append(
@@ -292,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         "hgi_sam_stages": list(hgi_stages),
         "repeats": repeats,
         "warmup": args.warmup,
-        "memory": "CUDA max_memory_allocated above the baseline" if gpu else "peak RSS above the baseline, sampled every 2 ms",
+        "memory": "CUDA max_memory_allocated above the baseline" if gpu else (
+            "peak RSS above the baseline, sampled every 2 ms, in an untimed round with glibc malloc in exact mode"
+            if alloc.available else "peak RSS above the baseline (no glibc: peaks after the first call may be hidden)"),
     }
     print(f"model {args.model}  input {h}x{w}  device {info['device']}  repeats {repeats} (median)")
     print(f"{'method':<18}{'batch':>6}{'ms/img':>10}{'x floor':>9}{'x fwd':>8}{'MB/img':>9}{'mem x floor':>12}")
@@ -325,5 +381,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _fixed_mmap_threshold()
     sys.exit(main())

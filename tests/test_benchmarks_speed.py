@@ -36,3 +36,36 @@ def test_speed_script_runs_on_a_tiny_model(tmp_path):
     assert abs(sum(pipe["stage_s"].values()) - pipe["elapsed_s"]) < 1e-6
     assert pipe["process_wall_s"] >= pipe["elapsed_s"] > 0
     assert "whole pipeline" in res.stdout and "attribution" in res.stdout
+
+
+def test_cpu_peak_memory_sees_every_call():
+    import importlib.util
+
+    import pytest
+    import torch
+
+    spec = importlib.util.spec_from_file_location("speed_under_test", ROOT / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = speed  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(speed)
+    alloc = speed.Allocator()
+    if not alloc.available:
+        pytest.skip("needs glibc's mallopt")
+    n = 40 * 2**20  # 160 MB of float32 temporaries, freed before the call returns: 160 blocks of
+    # 1 MB, each below glibc's mmap threshold, so a heap-reusing allocator would hide them
+
+    def hungry(x):
+        blocks = [torch.ones(n // 160) for _ in range(160)]
+        return float(sum(b[0] for b in blocks)) + float(x.sum())
+
+    def light(x):
+        return float(torch.ones(1000).sum())
+
+    x = torch.zeros(1, 3, 8, 8)
+    configs = {"light": light, "hungry": hungry}
+    for _ in range(3):  # every measurement in the same process sees the peak again
+        peaks = speed.peak_memory(configs, x, alloc)
+        assert abs(peaks["hungry"] - 4 * n) < 0.1 * 4 * n, peaks
+        assert peaks["light"] < 0.05 * 4 * n
+    times, _ = speed.measure(configs, x, repeats=2, warmup=1, first_call="hungry")
+    assert len(times["hungry"]) == 2 and min(times["hungry"]) > 0
