@@ -177,7 +177,7 @@ def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: i
     import subprocess
     import tempfile
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as tmp:
