@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 
 import xaiseg
+from xaiseg.method_spec import parse_method_spec, split_method_list
 
 PAPER = "swin_base_patch4_window12_384"
 DEFAULT_METHODS = ("hgi-sam", "swin-sam", "gradcam", "rollout", "captum:Saliency")
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if gpu else "1,2")).split(",")]
     repeats = args.repeats or (10 if gpu else 2)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = split_method_list(args.methods)  # a method may carry JSON options: hgi-sam{"stages":[0,1]}
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = False  # measure the float32 model as the user gets it
 
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in methods:
         try:
-            inst = xaiseg.get_method(name)(model)
+            spec = parse_method_spec(name)
+            inst = xaiseg.get_method(spec.name)(model, **spec.options)
         except Exception as exc:  # a method that is not installed is reported, not fatal
             print(f"skipping {name}: {exc}", file=sys.stderr)
             continue

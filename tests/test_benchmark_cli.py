@@ -164,3 +164,28 @@ def test_a_bad_voxel_found_mid_run_says_how_to_continue(assets, tmp_path):
     assert r.exit_code == 1, r.output
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and victim.name in last and f"--resume --out {out}" in last, r.output
+
+
+def test_variants_of_one_method_run_side_by_side(assets, tmp_path):
+    import csv as _csv
+
+    data, ckpt = assets
+    out = tmp_path / "v"
+    spec = 'swin-sam{"stages": [0, 1]}'
+    r = _invoke(["benchmark", "--data", str(data), "--checkpoint", str(ckpt), "--methods", f"swin-sam,{spec}",
+                 "--threshold", "otsu", "--positives-only", "--limit", "6", "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    label = 'swin-sam{"stages":[0,1]}'
+    rows = list(_csv.DictReader(open(out / "slices.csv")))
+    assert {row["method"] for row in rows} == {"swin-sam", label}
+    dice = {m: [float(row["dice"]) for row in rows if row["method"] == m] for m in ("swin-sam", label)}
+    assert dice["swin-sam"] != dice[label]  # the options reached the method
+    assert json.loads((out / "run.json").read_text())["config"]["methods"] == ["swin-sam", label]
+    assert len(list((out / "figures").glob("montage-swin-sam_stages*.png"))) == 1
+    r = _invoke(["benchmark", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(tmp_path / "w"),
+                 "--methods", 'swin-sam{"stagez": [0]}', "--no-figures"])
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert "unknown option(s) for swin-sam: stagez (it takes: stages)" in r.output
+    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
+                 "--method", spec, "--out", str(tmp_path / "m.nii.gz"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .adapters import ModelAdapter, get_adapter
+from .errors import ConfigError
 from .targets import normalize_target
 
 
@@ -38,6 +39,7 @@ class Attribution(abc.ABC):
             except TypeError:
                 self.adapter = None  # type: ignore[assignment]
             self.model = model if self.adapter is None else self.adapter.model
+            self._no_leftovers(options)
             self.options = options
             return
         self.adapter = get_adapter(model)
@@ -47,7 +49,22 @@ class Attribution(abc.ABC):
                 f"method {self.name or type(self).__name__!r} supports {', '.join(self.architectures)} "
                 f"models, not {self.adapter.architecture}"
             )
+        self._no_leftovers(options)
         self.options = options
+
+    def _no_leftovers(self, options: dict[str, Any]) -> None:
+        # Subclasses take their options by keyword and pass the rest up: what arrives here is a
+        # typo or an option of another method, which must not be silently ignored.
+        if options:
+            import inspect
+
+            known = [p for cls in type(self).__mro__ if "__init__" in vars(cls)
+                     for p in list(inspect.signature(vars(cls)["__init__"]).parameters)[2:]
+                     if p not in ("options", "kwargs")]
+            raise ConfigError(
+                f"unknown option(s) for {self.name or type(self).__name__}: {', '.join(sorted(options))}"
+                f" (it takes: {', '.join(dict.fromkeys(known)) or 'no options'})"
+            )
 
     def attribute(self, inputs: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():

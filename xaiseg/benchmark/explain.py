@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from ..method_spec import parse_method_spec
 from ..outputs import check_out_file
 from ..registry import UnknownNameError, get_method, list_methods
 from .evaluate import SliceTruth, evaluation_map, quantize
@@ -41,10 +42,11 @@ def explain_scan(
     from ..data.brain import brain_mask as auto_brain
     from ..data.nifti import load_volume, open_nifti, slice_item
 
+    spec = parse_method_spec(method)
     try:
-        cls = get_method(method)
+        cls = get_method(spec.name)
     except UnknownNameError:
-        raise ConfigError(f"unknown method {method!r}; available: {', '.join(list_methods())}") from None
+        raise ConfigError(f"unknown method {spec.name!r}; available: {', '.join(list_methods())}") from None
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if out is not None:
@@ -62,7 +64,9 @@ def explain_scan(
 
     loaded = load_model(checkpoint, device=_device(device))
     try:
-        explainer = cls(loaded.model, **(method_options or {}))
+        explainer = cls(loaded.model, **{**spec.options, **(method_options or {})})
+    except ConfigError as exc:
+        raise ConfigError(f"method {method!r}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"method {method!r} cannot explain the checkpoint's model: {exc}") from None
     vol = load_volume(src, None, brain_file)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..data.constants import SUBTYPES
 from ..errors import ConfigError, DataError, XaisegError
+from ..method_spec import MethodSpec, parse_method_spec, split_method_list
 from ..metrics import BUILTIN_ORDER, Metric
 from ..outputs import check_out_dir
 from ..registry import UnknownNameError, get_method, get_metric, list_methods, list_metrics
@@ -62,24 +63,30 @@ class BenchmarkResult:
         return table(self.summary)
 
 
-def _split_methods(methods: str | Sequence[str] | None) -> list[str]:
+def _split_methods(methods: str | Sequence[str] | None) -> dict[str, MethodSpec]:
+    """Method specs by their canonical label (``hgi-sam``, ``hgi-sam{"stages":[0,1,2,3]}``)."""
     if methods is None:
-        return list(DEFAULT_METHODS)
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m and m.strip()]
-    if not names:
+        texts = list(DEFAULT_METHODS)
+    elif isinstance(methods, str):
+        texts = split_method_list(methods)
+    else:
+        texts = [str(m).strip() for m in methods if m and str(m).strip()]
+    if not texts:
         raise ConfigError("--methods is empty; give at least one method (see `xaiseg methods`)")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--methods lists a method twice: {','.join(names)}")
-    return names
+    specs = [parse_method_spec(t) for t in texts]
+    labels = [sp.label for sp in specs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--methods lists a method twice: {','.join(labels)}")
+    return dict(zip(labels, specs))
 
 
-def _check_methods(names: list[str]) -> dict[str, type]:
+def _check_methods(specs: dict[str, MethodSpec]) -> dict[str, type]:
     classes = {}
-    for n in names:
+    for label, spec in specs.items():
         try:
-            classes[n] = get_method(n)
+            classes[label] = get_method(spec.name)
         except UnknownNameError:
-            raise ConfigError(f"unknown method {n!r}; available: {', '.join(list_methods())}") from None
+            raise ConfigError(f"unknown method {spec.name!r}; available: {', '.join(list_methods())}") from None
     return classes
 
 
@@ -234,8 +241,9 @@ def run(
     """
     t_start = time.perf_counter()
     embedded = data is None and dataset is None  # the no-argument default run
-    method_names = _split_methods(methods)
-    classes = _check_methods(method_names)
+    specs = _split_methods(methods)
+    method_names = list(specs)
+    classes = _check_methods(specs)
     strategy = parse_threshold(threshold)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -297,7 +305,9 @@ def run(
     instances = {}
     for name, cls in classes.items():
         try:
-            instances[name] = cls(model)
+            instances[name] = cls(model, **specs[name].options)
+        except ConfigError as exc:
+            raise ConfigError(f"method {name!r}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"method {name!r} cannot explain the checkpoint's model: {exc}") from None
 

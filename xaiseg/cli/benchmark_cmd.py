@@ -8,7 +8,9 @@ import click
 @click.option("--data", type=click.Path(), default=None, help="Data set folder (default: the built-in phantom, generated once into the cache).")
 @click.option("--layout", type=click.Choice(["auto", "physionet", "phantom", "rsna", "folder"]), default="auto", show_default=True, help="Layout of --data (auto: guessed from its files).")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Classifier checkpoint folder (default: the shipped tiny phantom classifier).")
-@click.option("--methods", default=None, help="Comma-separated method names (see `xaiseg methods`). Default: hgi-sam,swin-sam,gradcam,rollout,grad-rollout,saliency,centre-prior.")
+@click.option("--methods", default=None, help="Comma-separated method names (see `xaiseg methods`), each optionally with its "
+              "options as a JSON object, e.g. 'hgi-sam,hgi-sam{\"stages\":[0,1,2,3]}'. Default: hgi-sam,swin-sam,gradcam,rollout,"
+              "grad-rollout,saliency,centre-prior.")
 @click.option("--threshold", default="grid", show_default=True, help="grid[:STEP] | otsu | mean | fixed:T | percentile:P.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Subject-wise folds for the grid threshold.")
 @click.option("--brain-mask", default="auto", show_default=True, help="auto (the data set's brain masks, else computed from HU) | none | DIR of brain masks.")

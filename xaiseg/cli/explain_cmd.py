@@ -7,7 +7,7 @@ import click
 @click.command()
 @click.option("--checkpoint", type=click.Path(), default=None, help="Classifier checkpoint folder (default: the shipped tiny phantom classifier).")
 @click.option("--input", "input_", type=click.Path(), required=True, help="CT scan (NIfTI, HU).")
-@click.option("--method", default="hgi-sam", show_default=True, help="Attribution method (see `xaiseg methods`).")
+@click.option("--method", default="hgi-sam", show_default=True, help="Attribution method (see `xaiseg methods`), optionally with options as JSON, e.g. 'hgi-sam{\"stages\":[0,1,2,3]}'.")
 @click.option("--out", type=click.Path(), required=True, help="Output NIfTI (same grid and affine as --input).")
 @click.option("--brain-mask", default="auto", show_default=True, help="auto (computed from HU) | none | a brain-mask NIfTI on the scan's grid.")
 @click.option("--device", default="auto", show_default=True)
