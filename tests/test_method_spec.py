@@ -22,8 +22,8 @@ def test_specs_parse_to_a_name_options_and_one_canonical_label():
     assert parse_method_spec("captum:IntegratedGradients").name == "captum:IntegratedGradients"
 
 
-@pytest.mark.parametrize("text,msg", [("hgi-sam{stages: 1}", "not a JSON object"), ('{"a": 1}', "no method name"),
-                                      ("x{1}", "not a JSON"), ('x{"a": 1} trailing', "not a JSON"), ("", "empty")])
+@pytest.mark.parametrize("text,msg", [("hgi-sam{stages: 1}", "options of 'hgi-sam': not valid JSON"), ('{"a": 1}', "no method name"),
+                                      ("x{1}", "not valid JSON"), ('x{"a": 1} trailing', "not valid JSON"), ("", "empty")])
 def test_malformed_specs_are_config_errors(text, msg):
     with pytest.raises(ConfigError, match=msg):
         parse_method_spec(text)

@@ -41,7 +41,7 @@ def test_cli_default_model_is_logged(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model-kwargs", "{bad json"], "--model-kwargs is not valid JSON"),
+        (["--model-kwargs", "{bad json"], "--model-kwargs: not valid JSON"),
         (["--model", "resnet50"], "unknown model 'resnet50'"),
         (["--data", "/no/such/folder", "--layout", "physionet"], "does not exist"),
         (["--curriculum", "3,0.5"], "--curriculum takes START,HOLD,SHRINK"),

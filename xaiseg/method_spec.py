@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .json_options import json_object
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,7 @@ def parse_method_spec(text: str) -> MethodSpec:
     name, raw = text[:brace].strip(), text[brace:]
     if not name:
         raise ConfigError(f"method spec {text!r} has options but no method name")
-    try:
-        options = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"options of {name!r} are not a JSON object ({exc.msg} at char {exc.pos}): {raw}") from None
-    if not isinstance(options, dict):
-        raise ConfigError(f"options of {name!r} must be a JSON object like {{\"stages\": [0, 1]}}, got {raw}")
-    return MethodSpec(name, options)
+    return MethodSpec(name, json_object(raw, f"options of {name!r}", '{"stages": [0, 1]}'))
 
 
 def split_method_list(text: str) -> list[str]:

@@ -7,13 +7,13 @@ name alone, so a checkpoint rebuilds the same network even if a preset changes l
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from torch import nn
 
 from ..errors import ConfigError
+from ..json_options import json_object
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,7 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     """Parse ``--model-kwargs`` JSON into a dict (lists become tuples, as timm expects)."""
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--model-kwargs is not valid JSON ({exc.msg} at char {exc.pos}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"--model-kwargs must be a JSON object like '{{\"embed_dim\": 48}}', got {text!r}")
+    value = json_object(text, "--model-kwargs", '{"embed_dim": 48}')
     return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
 
 
