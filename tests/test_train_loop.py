@@ -99,6 +99,29 @@ def test_the_paper_preset_resizes_to_422_and_crops_384():
         _cfg("x", "phantom", seed=-1).validate()
 
 
+def test_one_channel_per_window_and_no_decay_on_position_tables(tiny_set, tmp_path):
+    # --windows with one window: a 1-channel model, saved, reloaded and fed by its preprocessor
+    res = train(_cfg(tmp_path / "w1", tiny_set, windows=((40.0, 120.0),)))
+    loaded = xaiseg.load_model(res.out, device="cpu")
+    assert loaded.config["in_chans"] == 1 and loaded.model.patch_embed.proj.in_channels == 1
+    image, _ = loaded.prepare(np.full((32, 32), 40.0, np.float32))
+    assert image.shape == (1, 1, 32, 32)
+    with torch.no_grad():
+        assert loaded.model(image).shape == (1, 2)
+
+    from xaiseg.training.trainer import build_optimizer
+
+    model = loaded.model
+    opt = build_optimizer(model, 1e-3, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    free = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    tables = {n for n in names.values() if n.endswith("relative_position_bias_table")}
+    assert tables and tables <= free  # timm's Swin.no_weight_decay(); were decayed with timm 1.0.31
+    assert all(n.endswith(".weight") and model.get_parameter(n).ndim > 1 for n in decayed)
+    assert not {n for n in names.values() if n.endswith(".bias") or ".norm" in n} & decayed
+
+
 class _Stop(Exception):
     """Simulates a crash at the end of an epoch."""
 
@@ -133,7 +156,8 @@ def test_resume_equals_uninterrupted(tiny_set, tmp_path):
     torch.save(state, tmp_path / "cut" / RESUME_FILE)
     with pytest.raises(ConfigError, match="different options.*skip_bad"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw, skip_bad=True, resume=True))
-    resumed = train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
+    # the folder may be spelled differently (trailing slash, absolute path): it is where resume.pt is
+    resumed = train(_cfg(str((tmp_path / "cut").resolve()) + "/", tiny_set, **kw, resume=True))
 
     a, b = _resume_state(full.out), _resume_state(resumed.out)
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] > 0

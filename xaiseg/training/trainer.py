@@ -42,7 +42,9 @@ RESUME_FILE = "resume.pt"
 LOG_FILE = "train_log.jsonl"
 TEXT_LOG = "train.log"
 # Options that may differ between an interrupted run and its --resume (they do not change results).
-_RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "command")
+# Options a resumed run may change: they do not change the numbers (``out`` is where resume.pt
+# lives, however it is spelled: ./runs/a, runs/a/, an absolute path, a moved folder).
+_RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "command", "out")
 
 
 @dataclass
@@ -95,6 +97,17 @@ class _Log:
             f.writelines(line for line, _ in lines)
         for _, msg in lines:
             tqdm.write(msg)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on norms, biases and the model's ``no_weight_decay()`` names
+    (Swin: the relative-position bias tables), via timm's grouping."""
+    from timm.optim import param_groups_weight_decay
+
+    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    # by keyword: timm 1.0.x later put a bool (weight_decay_exclude_1d) third, where the list was
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
@@ -191,8 +204,10 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     if cfg.image_size:
         kwargs["img_size"] = int(cfg.image_size)
     class_names, target_index = task_classes(cfg.task)
+    windows = tuple(tuple(float(v) for v in w) for w in (cfg.windows or DEFAULT_WINDOWS))
     torch.manual_seed(cfg.seed)
-    model = build_model(timm_name, kwargs, len(class_names), pretrained=cfg.pretrained)
+    # one input channel per CT window (3 by default; --windows may give another number)
+    model = build_model(timm_name, kwargs, len(class_names), in_chans=len(windows), pretrained=cfg.pretrained)
     input_size = model_input_size(model)
     n_params = sum(p.numel() for p in model.parameters())
     how = "" if cfg.model else f" (default on {device.type}: {'paper' if device.type == 'cuda' else 'tiny'}; pass --model to choose)"
@@ -203,7 +218,6 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         log(f"initialised from {cfg.init}" + (f" (new classifier head: {', '.join(skipped)})" if skipped else ""))
     model.to(device)
 
-    windows = tuple(tuple(float(v) for v in w) for w in (cfg.windows or DEFAULT_WINDOWS))
     resize = cfg.resize or default_resize(model_name, input_size)
     preprocessor = Preprocessor(input_size, windows, resize=resize)
     if resize:
@@ -289,10 +303,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     curriculum_end_epoch = math.ceil(curriculum.end_step(total_steps) / steps_per_epoch)
 
     # ---- optimiser, AMP ----------------------------------------------------------------------
-    from timm.optim import param_groups_weight_decay
-
-    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    optimizer = torch.optim.AdamW(param_groups_weight_decay(model, cfg.weight_decay, no_decay), lr=cfg.lr)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -319,8 +330,9 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         try:
             state = torch.load(resume_path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"cannot read {str(resume_path)!r} ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
-        saved_fp = json.loads(state["fingerprint"])
+            raise CheckpointError(f"cannot read {str(resume_path)!r}: corrupt or not written by xaiseg train "
+                                  f"({type(exc).__name__}); start the run again in another --out") from None
+        saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in _RESUME_FREE}
         # An option added to xaiseg after the run started was, for that run, at its default.
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
         saved_fp = {**_jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
@@ -330,7 +342,11 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.module.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # parameter groups of another size: written by an older xaiseg
+            raise CheckpointError(f"{str(resume_path)!r} was written by an xaiseg whose optimiser grouped the "
+                                  "parameters differently (weight-decay fix); start the run again") from None
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
