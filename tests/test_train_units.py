@@ -35,6 +35,10 @@ def test_detection_metrics_by_hand():
     assert m["accuracy"] == pytest.approx(3 / 5)
     # positives ranked above negatives in 4 of the 6 (pos, neg) pairs
     assert m["auc"] == pytest.approx(4 / 6)
+    # an unknown (NaN) label is left out, not counted as positive
+    m2 = detection_metrics(np.array([1, 1, 1, 0, 0, np.nan]), np.append(p, 0.05))
+    assert m2 == pytest.approx(m)
+    assert roc_auc(np.array([0, 1, np.nan, 0]), np.array([0.1, 0.9, 0.0, 0.2])) == 1.0
 
 
 def test_losses():

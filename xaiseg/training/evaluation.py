@@ -4,15 +4,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def _known(y_true: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Labels as bool and the scores, without the slices whose label is unknown (NaN): cast to
+    bool a NaN would count as positive."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    keep = ~np.isnan(y)
+    return (y[keep] > 0.5, *(np.asarray(s, dtype=np.float64).ravel()[keep] for s in scores))
+
+
 def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
 
-    NaN when only one class is present (the AUC is undefined, not 0.5).
+    NaN when only one class is present (the AUC is undefined, not 0.5). Unknown (NaN) labels
+    are left out.
     """
     from scipy.stats import rankdata
 
-    y = np.asarray(y_true).astype(bool).ravel()
-    s = np.asarray(score, dtype=np.float64).ravel()
+    y, s = _known(y_true, score)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -21,14 +29,15 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
 
 
 def detection_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC (from probabilities), accuracy, sensitivity and specificity at ``threshold``."""
-    y = np.asarray(y_true).astype(bool).ravel()
-    pred = np.asarray(prob).ravel() >= threshold
+    """AUC (from probabilities), accuracy, sensitivity and specificity at ``threshold``; unknown
+    (NaN) labels are left out."""
+    y, p = _known(y_true, prob)
+    pred = p >= threshold
     tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     nan = float("nan")
     return {
-        "auc": roc_auc(y, prob),
+        "auc": roc_auc(y, p),
         "accuracy": (tp + tn) / len(y) if len(y) else nan,
         "sensitivity": tp / n_pos if n_pos else nan,
         "specificity": tn / n_neg if n_neg else nan,
@@ -36,7 +45,8 @@ def detection_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0
 
 
 def per_label_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
-    """AUC of each column (subtype task); NaN where a label has only one class in the split."""
+    """AUC of each column (subtype task); NaN where a label has only one class in the split.
+    Unknown (NaN) labels are left out per column."""
     return {n: roc_auc(labels[:, i], probs[:, i]) for i, n in enumerate(names)}
 
 
