@@ -61,7 +61,7 @@ def test_every_output_file_and_its_columns(full):
     assert [r["method"] for r in summary] == full.summary["ranking"] and len(summary) == 2
     for col in ("dice_mean", "dice_std", "dice_sem", "iou_mean", "hd95_mean", "auroc_mean", "relevance_mass_mean",
                 "pointing_game_mean", "fold_thresholds", "negative_pred_area_mm2_mean", "detection_auc",
-                "detection_sensitivity", "detection_specificity", "detection_f1", "detection_accuracy"):
+                "detection_sensitivity", "detection_specificity", "detection_precision", "detection_f1", "detection_accuracy"):
         assert col in summary[0], col
     assert len(summary[0]["fold_thresholds"].split(";")) == 3
     rows0 = [r for r in rows if r["method"] == METHODS[0] and r["role"] == "positive"]
@@ -204,6 +204,36 @@ def test_crash_then_resume_equals_uninterrupted(assets, tmp_path):
     # resuming a complete run recomputes nothing and gives back its summary
     again = _run(assets, tmp_path / "crash", resume=True, _after_unit=crash_after_three, **small)
     assert again.summary["ranking"] == resumed.summary["ranking"] and len(calls) == 3
+    for key in ("summary_csv", "summary_json", "summary_by_subject_csv", "run_json", "slices_csv"):
+        assert again.paths[key] == resumed.paths[key]  # the same keys as a fresh run's
+    # the resumed attempt's throughput counts the 5 units it computed (4 slices each), not all 8
+    timing = json.loads((tmp_path / "crash" / "run.json").read_text())["timing"]
+    assert timing["maps_per_s"] * timing["elapsed_s"] == pytest.approx(5 * 4)
+    assert timing["slices"] == 12  # batches 1, 2 and 3 (batch 0 was finished by both methods)
+
+
+def test_resume_refuses_changed_masks(assets, tmp_path):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(assets[0], data)
+    small = dict(limit=16, batch_size=4, folds=2)
+
+    def crash_first(method, batch):
+        raise _Crash("simulated crash")
+
+    with pytest.raises(_Crash):
+        _run((data, assets[1]), tmp_path / "out", _after_unit=crash_first, **small)
+    victim = sorted((data / "masks").iterdir())[0]  # same size, other contents: a moved lesion
+    img = nib.load(str(victim))
+    vol = np.asarray(img.dataobj).copy()
+    nib.save(nib.Nifti1Image(np.roll(vol, 5, axis=0), img.affine, img.header), str(victim))
+    assert victim.stat().st_size == (assets[0] / "masks" / victim.name).stat().st_size
+    with pytest.raises(ConfigError, match="different configuration or data"):
+        _run((data, assets[1]), tmp_path / "out", resume=True, **small)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +306,7 @@ def test_stage_clock_accumulates_per_stage(monkeypatch):
     with pytest.raises(RuntimeError):  # a failing stage is still charged
         with clock("load"):
             raise RuntimeError("boom")
-    rep = clock.report(elapsed_s=6.0, n_slices=12, n_methods=2)
+    rep = clock.report(elapsed_s=6.0, n_slices=12, n_maps=24)
     assert rep["stage_s"] == {"load": 4.5, "attribution": 0.25, "other": pytest.approx(1.25)}
     assert rep["stage_share"]["load"] == pytest.approx(0.75)
     assert rep["slices_per_s"] == 2.0 and rep["maps_per_s"] == 4.0

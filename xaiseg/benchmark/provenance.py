@@ -54,11 +54,21 @@ def state_dict_hash(model: Any) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(records: Iterable[Any], root: Path | None = None) -> str:
-    """sha256 over the scored slices' records (subject, slice, labels, source file) and the size
+def data_fingerprint(records: Iterable[Any], root: Path | None = None, truth_files: Iterable[Path] = ()) -> str:
+    """sha256 over the scored slices' records (subject, slice, labels, source file), the size
     of each distinct source file — cheap (no pixel reads, one stat per file, never a walk of a
-    750k-file folder) yet it changes when the labels, the selection or the files do."""
+    750k-file folder) yet it changes when the labels, the selection or the files do — and the
+    *contents* of ``truth_files`` (hemorrhage and brain masks: every score is measured against
+    them, so a resumed run must refuse any change; an image file may be repaired in place)."""
     h = hashlib.sha256()
+    for path in sorted({Path(p) for p in truth_files}):
+        h.update(f"{path.name}:".encode())
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            h.update(b"<unreadable>")
     sizes: dict[str, int] = {}
     for r in records:
         rec = _jsonable(r)

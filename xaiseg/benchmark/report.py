@@ -87,7 +87,7 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     paths["summary_json"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
     names = summary["metrics"]
     det = summary.get("detection", {})
-    det_keys = ["auc", "accuracy", "sensitivity", "specificity", "f1"]
+    det_keys = ["auc", "accuracy", "sensitivity", "specificity", "precision", "f1"]
     cols = ["rank", "method", "threshold", "fold_thresholds", "n_positive", "n_negative"]
     for k in names:
         cols += [f"{k}_mean", f"{k}_std", f"{k}_sem", f"{k}_n"]

@@ -337,7 +337,9 @@ def run(
         from .defaults import DEFAULT_PHANTOM
 
         config["phantom"] = dict(DEFAULT_PHANTOM)
-    fingerprint = provenance.data_fingerprint([records[i] for i in slice_ids])
+    truth_of = getattr(dataset, "truth_files", None)  # a dataset passed in may not have it
+    truth = [p for s_ in sorted({subj[sid] for sid in slice_ids}) for p in (truth_of(s_) if truth_of else ())]
+    fingerprint = provenance.data_fingerprint([records[i] for i in slice_ids], truth_files=truth)
     # what must not change between a run and its resumption (the device may: CPU results are
     # deterministic; on CUDA some kernels are not, see docs)
     key_src = {k2: v for k2, v in config.items() if k2 != "device"} | {
@@ -362,7 +364,8 @@ def run(
             summary = json.loads((out_dir / "summary.json").read_text())
             if progress:
                 print(f"{out_dir}: this run is already complete; nothing to resume", flush=True)
-            paths = {p.stem.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file()}
+            # the keys of a fresh run: summary.csv -> summary_csv, run.json -> run_json, ...
+            paths = {p.name.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file()}
             return BenchmarkResult(summary=summary, paths=paths, out=out_dir, config=config)
         attempts = int(old.get("attempts", 1)) + 1
         done = store.recover(method_names, slice_ids)
@@ -445,7 +448,10 @@ def run(
         with clock("figures"):
             paths["figure_dice_bars"] = dice_bars(summary, out_dir / "figures")
     elapsed = time.perf_counter() - t_start
-    timing = clock.report(elapsed, len(slice_ids), len(method_names))
+    # throughput of this attempt: a resumed run computes only the units that were missing
+    fresh_units = [(m, b) for b in range(len(batches)) for m in method_names if (m, b) not in done]
+    fresh_slices = {sid for _m, b in fresh_units for sid in batches[b]}
+    timing = clock.report(elapsed, len(fresh_slices), sum(len(batches[b]) for _m, b in fresh_units))
     meta.update({
         "status": "complete", "finished": _dt.datetime.now().isoformat(timespec="seconds"),
         "elapsed_s": elapsed,  # this attempt only

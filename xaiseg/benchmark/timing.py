@@ -38,10 +38,10 @@ class StageClock:
                 torch.cuda.synchronize(self._device)
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
-    def report(self, elapsed_s: float, n_slices: int, n_methods: int) -> dict:
+    def report(self, elapsed_s: float, n_slices: int, n_maps: int) -> dict:
         """run.json's ``timing``: seconds and share per stage, the untimed rest ("other": imports
         of the methods' packages, method set-up, data fingerprint, run bookkeeping), and throughput
-        of the whole attempt."""
+        of this attempt (``n_slices`` / ``n_maps`` it computed: a resumed run skips the rest)."""
         stages = {s: self.seconds[s] for s in STAGES if s in self.seconds}
         stages.update({s: v for s, v in self.seconds.items() if s not in stages})
         other = max(0.0, elapsed_s - sum(stages.values()))
@@ -52,7 +52,7 @@ class StageClock:
             "stage_share": {s: (v / elapsed_s if elapsed_s > 0 else 0.0) for s, v in stages.items()},
             "slices": n_slices,
             "slices_per_s": n_slices / elapsed_s if elapsed_s > 0 else None,
-            "maps_per_s": n_slices * n_methods / elapsed_s if elapsed_s > 0 else None,
+            "maps_per_s": n_maps / elapsed_s if elapsed_s > 0 else None,
         }
 
 

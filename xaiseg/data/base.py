@@ -18,6 +18,7 @@ import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
@@ -142,6 +143,12 @@ class CTSliceDataset(Dataset):
             labels=torch.tensor(rec.labels, dtype=torch.float32),
         )
         return item
+
+    def truth_files(self, subject: str) -> tuple[Path, ...]:
+        """The files holding ``subject``'s ground truth (hemorrhage mask, brain mask), so a run
+        can tell when they change; empty for layouts without masks (RSNA)."""
+        files = getattr(self, "_files", {}).get(subject)  # (image, mask, brain) in our NIfTI loaders
+        return tuple(Path(f) for f in (files[1:] if files else ()) if f is not None)
 
     def _load(self, rec: SliceRecord) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
