@@ -206,6 +206,8 @@ def test_crash_then_resume_equals_uninterrupted(assets, tmp_path):
     assert again.summary["ranking"] == resumed.summary["ranking"] and len(calls) == 3
     for key in ("summary_csv", "summary_json", "summary_by_subject_csv", "run_json", "slices_csv"):
         assert again.paths[key] == resumed.paths[key]  # the same keys as a fresh run's
+    with pytest.raises(ConfigError, match="complete and was run without --save-maps"):
+        _run(assets, tmp_path / "crash", resume=True, save_maps=True, **small)
     # the resumed attempt's throughput counts the 5 units it computed (4 slices each), not all 8
     timing = json.loads((tmp_path / "crash" / "run.json").read_text())["timing"]
     assert timing["maps_per_s"] * timing["elapsed_s"] == pytest.approx(5 * 4)

@@ -361,6 +361,10 @@ def run(
         if old.get("config_key") != config_key:
             raise ConfigError(f"{out_dir} holds a run with a different configuration or data; cannot resume it with these options")
         if old.get("status") == "complete" and (out_dir / "summary.json").exists():
+            if save_maps and not (out_dir / "maps").is_dir():
+                # the maps of a finished run are gone with its cache; nothing can write them now
+                raise ConfigError(f"{out_dir} is complete and was run without --save-maps; to get its maps, "
+                                  "run it again with --save-maps into another --out")
             summary = json.loads((out_dir / "summary.json").read_text())
             if progress:
                 print(f"{out_dir}: this run is already complete; nothing to resume", flush=True)
