@@ -41,7 +41,6 @@ from .presets import PRESETS, build_model, default_model_name, default_resize, m
 RESUME_FILE = "resume.pt"
 LOG_FILE = "train_log.jsonl"
 TEXT_LOG = "train.log"
-# Options that may differ between an interrupted run and its --resume (they do not change results).
 # Options a resumed run may change: they do not change the numbers (``out`` is where resume.pt
 # lives, however it is spelled: ./runs/a, runs/a/, an absolute path, a moved folder).
 _RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "command", "out")
@@ -184,8 +183,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     from ..data.constants import DEFAULT_WINDOWS
     from ..data.preprocess import Preprocessor
 
-    cfg.validate()
-    t_start = time.perf_counter()
+    t_start = time.perf_counter()  # cfg was validated by train()
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
