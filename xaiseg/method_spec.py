@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .json_options import json_object
+from .registry import UnknownNameError, get_method, list_methods
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,25 @@ def parse_method_spec(text: str) -> MethodSpec:
     if not name:
         raise ConfigError(f"method spec {text!r} has options but no method name")
     return MethodSpec(name, json_object(raw, f"options of {name!r}", '{"stages": [0, 1]}'))
+
+
+def method_class(spec: MethodSpec) -> type:
+    """The registered class of ``spec`` (ConfigError naming the available methods if unknown)."""
+    try:
+        return get_method(spec.name)
+    except UnknownNameError:
+        raise ConfigError(f"unknown method {spec.name!r}; available: {', '.join(list_methods())}") from None
+
+
+def build_method(cls: type, spec: MethodSpec, model: Any, **extra: Any) -> Any:
+    """``cls(model, **spec.options, **extra)`` with one-line ConfigErrors naming the variant: a
+    wrong option, or a model the method cannot explain."""
+    try:
+        return cls(model, **{**spec.options, **extra})
+    except ConfigError as exc:
+        raise ConfigError(f"method {spec.label!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"method {spec.label!r} cannot explain the checkpoint's model: {exc}") from None
 
 
 def split_method_list(text: str) -> list[str]:

@@ -14,9 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..method_spec import parse_method_spec
+from ..method_spec import build_method, method_class, parse_method_spec
 from ..outputs import check_out_file
-from ..registry import UnknownNameError, get_method, list_methods
 from .evaluate import SliceTruth, evaluation_map, quantize
 from .nifti_maps import save_like
 
@@ -43,10 +42,7 @@ def explain_scan(
     from ..data.nifti import load_volume, open_nifti, slice_item
 
     spec = parse_method_spec(method)
-    try:
-        cls = get_method(spec.name)
-    except UnknownNameError:
-        raise ConfigError(f"unknown method {spec.name!r}; available: {', '.join(list_methods())}") from None
+    cls = method_class(spec)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if out is not None:
@@ -63,12 +59,7 @@ def explain_scan(
     from .runner import _device
 
     loaded = load_model(checkpoint, device=_device(device))
-    try:
-        explainer = cls(loaded.model, **{**spec.options, **(method_options or {})})
-    except ConfigError as exc:
-        raise ConfigError(f"method {method!r}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method {method!r} cannot explain the checkpoint's model: {exc}") from None
+    explainer = build_method(cls, spec, loaded.model, **(method_options or {}))
     vol = load_volume(src, None, brain_file)
     n = int(vol["ct"].shape[2])
     out_vol = np.zeros(tuple(vol["ct"].shape), dtype=np.float32)

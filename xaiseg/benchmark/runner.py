@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from ..data.constants import SUBTYPES
 from ..errors import ConfigError, DataError, XaisegError
-from ..method_spec import MethodSpec, parse_method_spec, split_method_list
+from ..method_spec import MethodSpec, build_method, method_class, parse_method_spec, split_method_list
 from ..metrics import BUILTIN_ORDER, Metric
 from ..outputs import check_out_dir
-from ..registry import UnknownNameError, get_method, get_metric, list_methods, list_metrics
+from ..registry import get_metric, list_metrics
 from ..thresholds import GridSearchThreshold, ThresholdStrategy, parse_threshold
 from . import provenance
 from .evaluate import SliceTruth, curve, evaluation_map, quantize, thresholded_scores, threshold_free_scores
@@ -81,13 +81,7 @@ def _split_methods(methods: str | Sequence[str] | None) -> dict[str, MethodSpec]
 
 
 def _check_methods(specs: dict[str, MethodSpec]) -> dict[str, type]:
-    classes = {}
-    for label, spec in specs.items():
-        try:
-            classes[label] = get_method(spec.name)
-        except UnknownNameError:
-            raise ConfigError(f"unknown method {spec.name!r}; available: {', '.join(list_methods())}") from None
-    return classes
+    return {label: method_class(spec) for label, spec in specs.items()}
 
 
 def _metrics() -> list[Metric]:
@@ -304,12 +298,7 @@ def run(
     task = str(cfg.get("task", "binary"))
     instances = {}
     for name, cls in classes.items():
-        try:
-            instances[name] = cls(model, **specs[name].options)
-        except ConfigError as exc:
-            raise ConfigError(f"method {name!r}: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"method {name!r} cannot explain the checkpoint's model: {exc}") from None
+        instances[name] = build_method(cls, specs[name], model)
 
     subj = {sid: str(_rec(records[sid], "subject")) for sid in slice_ids}
     pos_subjects = {subj[sid] for sid in slice_ids if _any_label(records[sid])}
