@@ -65,6 +65,34 @@ class BadInput:
             )
 
 
+class LabelRows:
+    """Label rows of a CSV collected per key (subject or image), each row in its slot.
+
+    ``add(key, parse)`` calls ``parse(seen)`` with the key's rows so far; it returns
+    ``(slot, value)`` or raises DataError (a malformed cell, a duplicate). A bad row goes to
+    ``bad`` — an error at once, or with ``skip_bad`` a count — and drops every row of its key:
+    half a subject's labels would mislead.
+    """
+
+    def __init__(self, bad: BadInput) -> None:
+        self.bad = bad
+        self.rows: dict[Hashable, dict[Hashable, Any]] = {}
+        self.dropped: set[Hashable] = set()
+
+    def add(self, key: Hashable, parse: Callable[[dict[Hashable, Any]], tuple[Hashable, Any]]) -> None:
+        try:
+            slot, value = parse(self.rows.get(key, {}))
+        except DataError as exc:
+            self.bad(str(exc))
+            self.dropped.add(key)
+            return
+        self.rows.setdefault(key, {})[slot] = value
+
+    def result(self) -> dict[Hashable, dict[Hashable, Any]]:
+        """The rows of every key that had no bad row."""
+        return {k: v for k, v in self.rows.items() if k not in self.dropped}
+
+
 def skipped_summary(skipped: Sequence[str]) -> str:
     """The one line a command prints (or logs) for what ``skip_bad`` left out of a data set."""
     return f"--skip-bad: skipped {len(skipped)} bad item(s) of the data set; first: {skipped[0]}"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .base import BadInput, CTSliceDataset, LRUCache, SliceRecord, check_finite, label_vector
+from .base import BadInput, CTSliceDataset, LabelRows, LRUCache, SliceRecord, check_finite, label_vector
 from .constants import SUBTYPES
 from .nifti import (
     check_same_grid,
@@ -139,29 +139,19 @@ class FolderDataset(CTSliceDataset):
             if missing:
                 raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
             reader.fieldnames = header
-            out: dict[str, dict[int | None, tuple[float, ...]]] = {}
-            dropped: set[str] = set()
+            table = LabelRows(bad)
             for line, row in enumerate(reader, start=2):
                 name = str(row[lower["name"]]).strip()
                 stem = nifti_stem(Path(name)) or name
                 if stem not in names:
                     bad(f"{path}: line {line}: no image named {name!r} in {self.image_dir}")
                     continue
-                try:
-                    slice_no, labels = self._label_row(row, lower, path, line)
-                    if slice_no in out.get(stem, {}):
-                        raise DataError(f"{path}: line {line}: {name} slice {slice_no} is listed twice")
-                except DataError as exc:
-                    bad(str(exc))
-                    dropped.add(stem)
-                    continue
-                out.setdefault(stem, {})[slice_no] = labels
-        for stem in dropped:
-            out.pop(stem, None)
-        return out, dropped
+                table.add(stem, lambda seen: self._label_row(row, lower, path, line, name, seen))
+        return table.result(), table.dropped
 
     @staticmethod
-    def _label_row(row: dict, lower: dict[str, str], path: Path, line: int) -> tuple[int | None, tuple[float, ...]]:
+    def _label_row(row: dict, lower: dict[str, str], path: Path, line: int, name: str,
+                   seen: dict) -> tuple[int | None, tuple[float, ...]]:
         values = {"any": _flag(row[lower["any"]], path, line, "any")}
         for st in SUBTYPES:
             if st in lower:
@@ -179,6 +169,8 @@ class FolderDataset(CTSliceDataset):
             if not (np.isfinite(f) and f == int(f)):
                 raise DataError(f"{path}: line {line}: slice is {text!r}, not an integer")
             slice_no = int(f)
+        if slice_no in seen:
+            raise DataError(f"{path}: line {line}: {name} slice {slice_no} is listed twice")
         return slice_no, label_vector(values)
 
     def _labels_for(self, name, n_slices, csv_labels, m_img, m_path, img, img_path) -> list[tuple[float, ...]]:

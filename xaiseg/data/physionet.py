@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .base import BadInput, CTSliceDataset, LRUCache, SliceRecord, label_vector
+from .base import BadInput, CTSliceDataset, LabelRows, LRUCache, SliceRecord, label_vector
 from .constants import PHYSIONET_COLUMNS, PHYSIONET_CSV
 from .nifti import (
     check_same_grid,
@@ -123,31 +123,27 @@ class PhysioNetDataset(CTSliceDataset):
             if missing:
                 raise DataError(f"{self.csv_path}: missing column(s) {', '.join(missing)}")
             reader.fieldnames = header
-            rows: dict[int, dict[int, tuple[float, ...]]] = {}
-            dropped: set[int] = set()
+            table = LabelRows(bad)
             for line, row in enumerate(reader, start=2):
                 try:
                     patient = _int(row["PatientNumber"], self.csv_path, line, "PatientNumber")
                 except DataError as exc:
                     bad(str(exc))  # which subject it belongs to is unknown: only the row goes
                     continue
-                try:
-                    slice_no = _int(row["SliceNumber"], self.csv_path, line, "SliceNumber")
-                    values = {st: float(_int(row[col], self.csv_path, line, col) > 0) for st, col in PHYSIONET_COLUMNS.items()}
-                    no_hem = _int(row["No_Hemorrhage"], self.csv_path, line, "No_Hemorrhage") > 0
-                    if slice_no in rows.get(patient, {}):
-                        raise DataError(f"{self.csv_path}: line {line}: patient {patient} slice {slice_no} is listed twice")
-                except DataError as exc:
-                    bad(str(exc))
-                    dropped.add(patient)
-                    continue
-                values["any"] = float(max(max(values.values()), 0.0 if no_hem else 1.0))
-                rows.setdefault(patient, {})[slice_no] = label_vector(values)
-            for patient in dropped:
-                rows.pop(patient, None)
+                table.add(patient, lambda seen: self._label_row(row, line, patient, seen))
+        rows = table.result()
         if not rows:
             raise DataError(f"{self.csv_path}: no rows")
         return rows
+
+    def _label_row(self, row: dict, line: int, patient: int, seen: dict) -> tuple[int, tuple[float, ...]]:
+        slice_no = _int(row["SliceNumber"], self.csv_path, line, "SliceNumber")
+        values = {st: float(_int(row[col], self.csv_path, line, col) > 0) for st, col in PHYSIONET_COLUMNS.items()}
+        no_hem = _int(row["No_Hemorrhage"], self.csv_path, line, "No_Hemorrhage") > 0
+        if slice_no in seen:
+            raise DataError(f"{self.csv_path}: line {line}: patient {patient} slice {slice_no} is listed twice")
+        values["any"] = float(max(max(values.values()), 0.0 if no_hem else 1.0))
+        return slice_no, label_vector(values)
 
     def _check_subject(self, patient: int) -> tuple[tuple[Path, Path, Path | None], int]:
         """Header-only checks of one subject's files; returns the files and the slice count."""

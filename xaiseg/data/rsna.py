@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import BadInput, CTSliceDataset, SliceRecord, check_finite, label_vector
+from .base import BadInput, CTSliceDataset, LabelRows, SliceRecord, check_finite, label_vector
 from .constants import LABELS
 
 
@@ -125,8 +125,7 @@ class RSNADataset(CTSliceDataset):
         a DataError, or with ``skip_bad`` drops its image."""
         if not self.csv_path.exists():
             raise DataError(f"{self.csv_path}: label file not found")
-        out: dict[str, dict[str, float]] = {}
-        dropped: set[str] = set()
+        table = LabelRows(bad)
         with open(self.csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
@@ -139,23 +138,11 @@ class RSNADataset(CTSliceDataset):
                     bad(f"{self.csv_path}: line {line}: expected ID,Label")
                     continue
                 image_id, _, label = row[0].strip().rpartition("_")
-                if image_id not in wanted:
-                    continue
-                try:
-                    value = self._label_value(row, label, line)
-                    per = out.setdefault(image_id, {})
-                    if label in per and per[label] != value:
-                        raise DataError(f"{self.csv_path}: line {line}: {row[0]} has conflicting rows")
-                except DataError as exc:
-                    bad(str(exc))
-                    dropped.add(image_id)
-                    continue
-                per[label] = value
-        for image_id in dropped:
-            out.pop(image_id, None)
-        return out, dropped
+                if image_id in wanted:
+                    table.add(image_id, lambda seen: (label, self._label_value(row, label, line, seen)))
+        return table.result(), table.dropped
 
-    def _label_value(self, row: list[str], label: str, line: int) -> float:
+    def _label_value(self, row: list[str], label: str, line: int, seen: dict[str, float]) -> float:
         if label not in LABELS:
             raise DataError(f"{self.csv_path}: line {line}: unknown label {label!r} in {row[0]!r}")
         try:
@@ -164,6 +151,8 @@ class RSNADataset(CTSliceDataset):
             raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1") from None
         if value not in (0.0, 1.0):
             raise DataError(f"{self.csv_path}: line {line}: label {row[1]!r} is not 0 or 1")
+        if label in seen and seen[label] != value:
+            raise DataError(f"{self.csv_path}: line {line}: {row[0]} has conflicting rows")
         return value
 
     def _subjects(self, subjects: str | Path | Mapping[str, str] | None, ids: list[str]) -> dict[str, str]:
