@@ -173,8 +173,9 @@ def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int)
 # ------------------------------------------------------------------------------------ pipeline
 def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: int | None) -> dict:
     """The whole ``xaiseg benchmark`` on its built-in phantom with the shipped classifier, run as
-    a user runs it (``python -m xaiseg benchmark``, in a fresh process), restricted to ``n_slices`` slices; returns run.json's ``timing`` (seconds
-    per stage: load, preprocess, classify, attribution, metrics, store, figures, ...)."""
+    a user runs it (``python -m xaiseg benchmark``, in a fresh process), restricted to
+    ``n_slices`` slices; returns run.json's ``timing`` (seconds per stage: load, preprocess,
+    classify, attribution, metrics, store, figures, ...)."""
     import subprocess
     import tempfile
 
