@@ -103,7 +103,7 @@ def unexpected_files(folder: str | os.PathLike, patterns: Iterable[str]) -> list
             if name in dirnames:
                 dirnames.remove(name)
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-    return out
+    return sorted(out)
 
 
 def _make_dirs(p: Path) -> list[Path]:
