@@ -72,7 +72,7 @@ def explain_scan(
     n = int(vol["ct"].shape[2])
     out_vol = np.zeros(tuple(vol["ct"].shape), dtype=np.float32)
     target = loaded.target_index
-    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=not progress):
+    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=None if progress else True):  # None: quiet off a terminal
         ks = list(range(start, min(n, start + batch_size)))
         xs, truths = [], []
         for k in ks:
