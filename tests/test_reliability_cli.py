@@ -227,6 +227,31 @@ def test_train_into_a_new_folder_marks_it_and_a_bad_setup_leaves_nothing(tmp_pat
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+def test_train_full_disk_is_one_line_with_the_resume_hint(tmp_path, monkeypatch):
+    import torch
+
+    real = torch.save
+
+    def full(obj, f, *a, **k):  # resume.pt: the disk fills up in the second epoch
+        if (tmp_path / "run" / "resume.pt").exists():
+            Path(f).write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", full)
+    r = _invoke(["train", "--model-kwargs", TINY, "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2",
+                 "--val-size", "4", "--device", "cpu", "--no-progress", "--patience", "0", "--out", str(tmp_path / "run")])
+    errors = [line for line in r.output.splitlines() if line.startswith("Error")]  # the log lines go to stdout
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(errors) == 1, r.output
+    assert errors[0].startswith("Error: cannot write") and "resume.pt" in errors[0], errors
+    assert "No space left on device" in errors[0] and "--resume" in errors[0], errors
+    monkeypatch.setattr(torch, "save", real)
+    r = _invoke(["train", "--model-kwargs", TINY, "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "2",
+                 "--val-size", "4", "--device", "cpu", "--no-progress", "--patience", "0", "--out", str(tmp_path / "run"),
+                 "--resume"])
+    assert r.exit_code == 0, r.output  # the hint was true: the run continues
+
+
 def test_save_checkpoint_on_a_full_disk_keeps_the_old_checkpoint(assets, tmp_path, monkeypatch):
     import safetensors.torch
 

@@ -9,6 +9,7 @@ temporary file is removed.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -36,6 +37,23 @@ def output_error(path: str | os.PathLike, exc: OSError, hint: str | None = None)
     """The one-line error for an ``OSError`` raised while writing ``path``."""
     why = exc.strerror or str(exc) or type(exc).__name__
     return OutputError(f"cannot write {str(path)!r}: {why}" + (f"; {hint}" if hint else ""))
+
+
+# errors of the disk rather than of the input: full, over quota, read-only, failing
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+@contextmanager
+def disk_errors(where: str | os.PathLike, hint: str | Callable[[], str | None] | None = None) -> Iterator[None]:
+    """A disk error (:data:`DISK_ERRNOS`) raised anywhere in the block -- by code that does not
+    write through this module, e.g. a log being appended -- becomes one :class:`OutputError`
+    line naming the file (or ``where``); ``hint`` may be a callable, asked only then."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        raise output_error(exc.filename or where, exc, hint() if callable(hint) else hint) from None
 
 
 def _umask() -> int:

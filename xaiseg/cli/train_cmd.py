@@ -99,11 +99,19 @@ def train(**o) -> None:
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )
+    from pathlib import Path
+
+    from ..atomic import disk_errors
     from ..data.base import quiet_skip_warnings
     from ..output_folder import output_folder
     from ..training.checkpoint import TRAIN_OUTPUT
 
+    def hint() -> str:  # asked only when the disk fails: can the run continue?
+        if (Path(cfg.out) / "resume.pt").is_file():
+            return "free some space, then continue the run with the same command and --resume"
+        return "free some space and run the command again"
+
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
     # --out: new, empty or a training run's own folder, locked while the run lasts
-    with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT):  # the log says what --skip-bad skipped
-        run(cfg)
+    with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):
+        run(cfg)  # quiet_skip_warnings: the training log says what --skip-bad skipped
