@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import codecs
 import os
-import signal
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from tests._guards import no_hang  # noqa: F401 (fixture)
 from tests._data_builders import physionet_row, save_nifti, write_dicom, write_physionet_csv
 from xaiseg.data import open_dataset
 from xaiseg.data.base import check_item
@@ -22,19 +22,6 @@ from xaiseg.errors import DataError
 
 SUB = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
 AFF = np.diag([-0.8, -0.9, 3.0, 1.0])
-
-
-@pytest.fixture
-def no_hang():
-    """A regression that blocks on a FIFO fails here instead of hanging the suite."""
-    def _timeout(*_):
-        raise TimeoutError("blocked (opened a FIFO?)")
-
-    old = signal.signal(signal.SIGALRM, _timeout)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from xaiseg.cli import main
 
+from ._guards import no_hang  # noqa: F401 (fixture)
 from .benchmark_helpers import INPUT, make_checkpoint, make_phantom
 
 
@@ -135,7 +136,8 @@ def _set(key, value):
     (_set("task", "segmentation"), "task is 'segmentation'"),
     (_set("class_names", ["a"]), "class_names has 1 names"),
     (_set("normalization", {"mean": [0.5] * 3, "std": [0.5, 0.0, 0.5]}), "std must be > 0"),
-    (_set("resize", 1), "resize is 1"),
+    (_set("resize", 0), "resize is 0"),
+    (_set("resize", 2.5), "resize is 2.5"),
 ])
 def test_a_bad_checkpoint_config_is_one_line_before_any_work(assets, tmp_path, edit, message):
     from xaiseg import load_model
@@ -151,6 +153,20 @@ def test_a_bad_checkpoint_config_is_one_line_before_any_work(assets, tmp_path, e
                  "--method", "centre-prior", "--device", "cpu"])
     _one_line_error(r, message)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_checkpoint_file_that_is_a_fifo_is_one_line_not_a_hang(assets, tmp_path, no_hang, name):
+    from xaiseg import load_model
+    from xaiseg.errors import CheckpointError
+
+    _, ckpt = assets
+    bad = tmp_path / "ckpt"
+    shutil.copytree(ckpt, bad)
+    (bad / name).unlink()
+    os.mkfifo(bad / name)
+    with pytest.raises(CheckpointError, match=f"{name}' is a FIFO"):
+        load_model(bad, device="cpu")
 
 
 def test_a_scan_with_nan_voxels_or_a_nan_affine_is_refused_before_the_maps(assets, tmp_path):

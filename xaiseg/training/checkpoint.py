@@ -75,6 +75,8 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {str(d)!r} is not a directory (expected {WEIGHTS_FILE} + {CONFIG_FILE})")
     path = d / CONFIG_FILE
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a FIFO would block read_text forever
+            raise CheckpointError(f"{str(path)!r} is {_kind(path)}, not a regular file")
         raise CheckpointError(f"{str(d)!r} has no {CONFIG_FILE}; is it an xaiseg checkpoint (written by `xaiseg train`)?")
     try:
         cfg = json.loads(path.read_text())
@@ -119,7 +121,7 @@ def check_config(cfg: Mapping[str, Any], where: str) -> None:
             raise ValueError(f"task is {cfg['task']!r}; it must be binary or subtypes")
         n = _int_field(cfg, "num_classes", 1)
         _int_field(cfg, "target_index", 0, n - 1)
-        size = _int_field(cfg, "input_size", 1)
+        _int_field(cfg, "input_size", 1)
         windows = cfg["windows"]
         if not isinstance(windows, (list, tuple)) or not windows:
             raise ValueError(f"windows is {windows!r}; it must be a list of [centre, width] pairs in HU")
@@ -131,7 +133,7 @@ def check_config(cfg: Mapping[str, Any], where: str) -> None:
         if cfg.get("class_names") is not None and len(cfg["class_names"]) != n:
             raise ValueError(f"class_names has {len(cfg['class_names'])} names for num_classes {n}")
         if cfg.get("resize") is not None:
-            _int_field(cfg, "resize", size)
+            _int_field(cfg, "resize", 1)  # as `xaiseg train --resize` allows
         norm = cfg.get("normalization")
         if norm:
             if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
@@ -153,6 +155,8 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if p.is_dir():
         p = p / WEIGHTS_FILE
     if not p.is_file():
+        if p.exists() or p.is_symlink():
+            raise CheckpointError(f"weights file {str(p)!r} is {_kind(p)}, not a regular file")
         raise CheckpointError(f"weights file {str(p)!r} does not exist")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -182,6 +186,12 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def _kind(path: Path) -> str:
+    from ..data.files import file_kind
+
+    return file_kind(path)
 
 
 def _first_line(exc: BaseException) -> str:
