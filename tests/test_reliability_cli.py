@@ -185,7 +185,13 @@ def test_a_scan_with_nan_voxels_or_a_nan_affine_is_refused_before_the_maps(asset
     hdr.set_sform(aff, code=1)
     hdr.set_qform(None, code=0)
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj), None, hdr), str(tmp_path / "nanaff.nii"))
-    for name, message in (("nan.nii", "1 NaN/Inf voxel"), ("nanaff.nii", "NaN or Inf values")):
+    shutil.copy(data / "ct_scans" / "001.nii", tmp_path / "zero.nii")
+    raw = np.memmap(tmp_path / "zero.nii", dtype=np.uint8, mode="r+", shape=(348,))
+    raw[80:84] = np.frombuffer(np.float32(0.0).tobytes(), np.uint8)  # pixdim[1] = 0 (nibabel would read 1 mm)
+    raw.flush()
+    del raw
+    for name, message in (("nan.nii", "1 NaN/Inf voxel"), ("nanaff.nii", "NaN or Inf values"),
+                          ("zero.nii", "pixel size (pixdim) (0.0,")):
         out = tmp_path / f"out-{name}"
         r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(tmp_path / name), "--out", str(out),
                      "--method", "centre-prior", "--device", "cpu"])

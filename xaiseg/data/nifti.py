@@ -24,6 +24,7 @@ Conventions (the same for every NIfTI layout):
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +51,15 @@ def open_nifti(path: Path):
     from .files import regular_file
 
     regular_file(path, "NIfTI file")  # a FIFO would block nibabel forever
+    log = logging.getLogger("nibabel.global")  # its header fix-ups ("setting 0 dims to 1"): we
+    level = log.level  # check the stored values ourselves and say what is wrong in one line
+    log.setLevel(logging.ERROR)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for corrupt files
         raise DataError(f"{path}: not a readable NIfTI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    finally:
+        log.setLevel(level)
     if not hasattr(img, "dataobj") or not hasattr(img, "affine"):
         raise DataError(f"{path}: not a NIfTI image")
     return img
@@ -199,7 +205,8 @@ def mask_to_image(img, ref_img, path: Path, ref_path: Path) -> np.ndarray | None
     corners = np.array(np.meshgrid(*[[0.0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
     if not is_perm or np.abs((rot - perm) @ corners).max() > _GRID_TOL:
         raise DataError(f"{path}: its affine is rotated or scaled against its image {ref_path.name} (not a flip or "
-                        "permutation of the image's axes); resample the mask onto the image grid")
+                        "permutation of the image's axes); resample the mask onto the image grid (or, if it is on "
+                        "the image's voxels under a wrong header, give it the image's affine)")
     tf = np.array([[int(np.argmax(np.abs(perm[:, j]))), int(perm[:, j].sum())] for j in range(3)])
     # a flipped mask axis of n voxels starts at image voxel n - 1, an unflipped one at 0
     expected = np.zeros(3)
@@ -208,7 +215,8 @@ def mask_to_image(img, ref_img, path: Path, ref_path: Path) -> np.ndarray | None
     off = shift - expected
     if np.abs(off).max() > _GRID_TOL:
         raise DataError(f"{path}: its grid is shifted by {tuple(round(float(v), 2) for v in off)} voxels against its "
-                        f"image {ref_path.name} (the origins differ); resample the mask onto the image grid")
+                        f"image {ref_path.name} (the origins differ); resample the mask onto the image grid (or "
+                        "give it the image's affine if only its header is wrong)")
     return tf
 
 
