@@ -75,8 +75,9 @@ def test_rsna_file_list_naming_a_fifo_and_a_fifo_read_directly(tmp_path, no_hang
     root = _rsna(tmp_path / "rsna", ids=("ID_aaa", "ID_ccc"))
     (root / "stage_2_train" / "ID_ccc.dcm").unlink()
     os.mkfifo(root / "stage_2_train" / "ID_ccc.dcm")
-    with pytest.raises(DataError, match="FIFO"):
-        open_dataset(root, "rsna", files=["ID_aaa", "ID_ccc"])
+    for subjects in (None, "header"):  # "header" reads every selected file's PatientID first
+        with pytest.raises(DataError, match="FIFO"):
+            open_dataset(root, "rsna", files=["ID_aaa", "ID_ccc"], subjects=subjects)
     with pytest.raises(DataError, match="FIFO"):
         read_dicom_slice(root / "stage_2_train" / "ID_ccc.dcm")
     os.mkfifo(tmp_path / "labels.csv")

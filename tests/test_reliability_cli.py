@@ -319,6 +319,13 @@ def test_phantom_overwrite_never_deletes_the_users_files(tmp_path):
     assert json.loads((out / "phantom.json").read_text())["seed"] == 1
 
 
+def test_phantom_out_that_is_a_link_is_refused_before_the_work(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    _one_line_error(_phantom(tmp_path / "link"), "is a symbolic link")
+    assert list((tmp_path / "real").iterdir()) == [] and (tmp_path / "link").is_symlink()
+
+
 def test_phantom_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     import nibabel as nib
 

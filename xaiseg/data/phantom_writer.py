@@ -136,6 +136,8 @@ _PHANTOM_FILES = ("ct_scans/*.nii", "ct_scans/*.nii.gz", "masks/*.nii", "masks/*
 def _check_replaceable(out: Path, overwrite: bool) -> None:
     """OUT is new or empty, or (``overwrite``) a phantom written here and nothing else."""
     check_out_dir(out, "OUT")
+    if out.is_symlink():  # OUT is replaced as a whole: a link would be replaced, not its folder
+        raise ConfigError(f"{out} is a symbolic link; give the folder it points to")
     if not out.is_dir() or not foreign_entries(out):
         return
     if not overwrite:

@@ -184,6 +184,8 @@ class RSNADataset(CTSliceDataset):
             out = {}
             for image_id in ids:
                 path = self.image_dir / f"{image_id}.dcm"
+                if not path.is_file():  # a FIFO would block; reported when the records are built
+                    continue
                 try:
                     ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["PatientID"])
                     out[image_id] = str(ds.PatientID)
