@@ -34,11 +34,11 @@ from typing import Callable
 import torch
 
 import xaiseg
+from xaiseg.benchmark import DEFAULT_METHODS  # the benchmark's methods: what the pipeline timing runs too
 from xaiseg.method_spec import parse_method_spec, split_method_list
+from xaiseg.training.checkpoint import resolve_device
 
 PAPER = "swin_base_patch4_window12_384"
-DEFAULT_METHODS = ("hgi-sam", "swin-sam", "gradcam", "rollout", "captum:Saliency")
-FORWARD_ONLY = {"swin-sam", "rollout", "centre-prior", "random"}
 
 
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=PAPER, help=f"timm Swin name or xaiseg preset (default {PAPER}, pretrained=False)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,2 on CPU, which keeps Swin-B under 5 minutes on 2 cores; 1,8,32 on GPU)")
-    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of registered methods")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help="comma list of registered methods (default: those of `xaiseg benchmark`)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds before the first batch size (every batch size on GPU, "
                          "where the last one also measures memory; on CPU memory has a round of its own) (default 1, at least 1)")
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if 0 < args.pipeline_slices < 20:  # fewer leave too few positive subjects for the 5 threshold folds
         ap.error("--pipeline-slices must be 0 (skip) or at least 20")
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = device.type == "cuda"
