@@ -63,9 +63,7 @@ def explain_scan(
         brain_file = Path(brain_mask)
         if not brain_file.exists():
             raise DataError(f"{brain_file}: brain-mask file not found")
-    from .runner import _device
-
-    loaded = load_model(checkpoint, device=_device(device))
+    loaded = load_model(checkpoint, device=device)
     explainer = build_method(cls, spec, loaded.model, **(method_options or {}))
     vol = load_volume(src, None, brain_file)
     check_finite(np.asarray(vol["ct"]), str(src))  # the whole scan, before the maps pass

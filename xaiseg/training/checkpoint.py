@@ -311,19 +311,29 @@ def normalize(images: torch.Tensor, norm: Mapping[str, Any] | None) -> torch.Ten
 
 
 def detection_probability(logits: torch.Tensor, task: str, target_index: int) -> torch.Tensor:
+    """P(hemorrhage) per image from (B, K) logits: the sigmoid of the only logit of a 1-logit
+    model (whatever ``target_index`` says: a softmax over one logit is always 1), the softmax
+    class ``target_index`` of a binary model, the sigmoid of the ``any`` logit of a multi-label
+    (subtype) model."""
+    z = logits.float()
+    if z.shape[1] == 1:
+        return z[:, 0].sigmoid()
     if task == "binary":
-        return logits.float().softmax(-1)[:, target_index]
-    return logits.float().sigmoid()[:, target_index]
+        return z.softmax(-1)[:, target_index]
+    return z.sigmoid()[:, target_index]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/``"auto"`` -> CUDA if available, else CPU; checks an explicit CUDA request."""
+    from ..errors import ConfigError
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:  # "cdua", "cuda:x": torch's own message, as one line
+        raise ConfigError(f"--device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
         raise ConfigError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
 
