@@ -17,7 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
+from ..atomic import write_json
 from ..errors import ConfigError
+from ..output_folder import Owner
 from ..metrics import Metric
 from . import provenance
 from .config import BenchmarkConfig
@@ -67,6 +69,11 @@ def describe_run(cfg: BenchmarkConfig, inputs: Inputs, selection: Selection, met
     return RunRecord(config, key, fingerprint, ck.checkpoint_sha256)
 
 
+# run.json of any version (the .xaiseg.json marker is newer): the folder is the benchmark's own
+BENCHMARK_OUTPUT = Owner("xaiseg benchmark", (("run.json", lambda r: isinstance(r, dict) and "config_key" in r
+                                                                and "status" in r),))
+
+
 @dataclass
 class Journal:
     """The output folder of a run being computed: its store, run.json, and the (method, batch)
@@ -83,7 +90,13 @@ class Journal:
 
     def write(self, **updates: Any) -> None:
         self.meta.update(updates)
-        self.run_json.write_text(json.dumps(self.meta, indent=2, default=str) + "\n")
+        write_json(self.run_json, self.meta, default=str)
+
+    def failed(self, exc: BaseException) -> None:
+        """Record that this attempt did not finish (``--resume`` continues it)."""
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.write(status="failed" if isinstance(exc, Exception) else "interrupted", error=why,
+                   finished=_dt.datetime.now().isoformat(timespec="seconds"))
 
 
 @dataclass(frozen=True)
@@ -138,5 +151,5 @@ def _completed(cfg: BenchmarkConfig, out_dir: Path) -> Completed:
     if cfg.progress:
         print(f"{out_dir}: this run is already complete; nothing to resume", flush=True)
     # the keys of a fresh run: summary.csv -> summary_csv, run.json -> run_json, ...
-    paths = {p.name.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file()}
+    paths = {p.name.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file() and not p.name.startswith(".")}
     return Completed(summary, paths)

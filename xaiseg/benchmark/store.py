@@ -24,6 +24,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..atomic import atomic_path, save_npz
+
 SLICES_CSV = "slices.csv"
 CACHE_DIR = "cache"
 
@@ -72,10 +74,7 @@ class RunStore:
 
     def write_unit(self, method: str, batch: int, arrays: dict[str, np.ndarray], rows: list[dict]) -> None:
         path = self.cache_file(method, batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        save_npz(path, **arrays)
         buf = io.StringIO()
         csv.DictWriter(buf, self.columns, lineterminator="\n").writerows([{k: fmt(r.get(k)) for k in self.columns} for r in rows])
         with open(self.csv_path, "a", newline="") as fh:
@@ -122,15 +121,12 @@ class RunStore:
         return done
 
     def _write_all(self, rows: list[dict]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, self.columns, lineterminator="\n")
             w.writeheader()
             w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns} for r in rows])
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.csv_path)
 
     def rewrite(self, rows: list[dict]) -> None:
         """Replace the CSV atomically (the final pass fills the threshold-dependent columns)."""
