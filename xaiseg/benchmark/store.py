@@ -18,6 +18,7 @@ import io
 import math
 import os
 import re
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
@@ -91,11 +92,21 @@ class RunStore:
     def read_rows(self) -> list[dict[str, str]]:
         if not self.csv_path.exists():
             return []
-        text = self.csv_path.read_text()
+        # bytes a crash or a bad disk left behind are dropped with their rows, never decoded as data
+        text = self.csv_path.read_bytes().decode("utf-8", errors="replace")
         if text and not text.endswith("\n"):  # a write cut short by a crash
             text = text[: text.rfind("\n") + 1]
-        rows = list(csv.DictReader(io.StringIO(text)))
+        lines = [ln for ln in text.splitlines(keepends=True) if "\ufffd" not in ln and "\x00" not in ln]
+        rows = list(csv.DictReader(io.StringIO("".join(lines))))
         return [r for r in rows if None not in r and all(v is not None for v in r.values())]
+
+    def _readable(self, method: str, batch: int) -> bool:
+        """A cached unit that opens with both arrays; a truncated or garbled one is recomputed."""
+        try:
+            with np.load(self.cache_file(method, batch)) as z:
+                return {"maps", "curves"} <= set(z.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
     def recover(self, methods: Iterable[str], slice_ids: list[int]) -> set[tuple[str, int]]:
         """Keep only complete (method, batch) units, rewrite the CSV with exactly their rows and
@@ -114,7 +125,7 @@ class RunStore:
                 seen.setdefault((m, self.batch_of[sid]), {})[sid] = r
         done = {
             unit for unit, rows in seen.items()
-            if set(rows) == expected.get(unit[1], set()) and self.cache_file(*unit).exists()
+            if set(rows) == expected.get(unit[1], set()) and self._readable(*unit)
         }
         keep = [r for unit in sorted(done) for _, r in sorted(seen[unit].items())]
         self._write_all(keep)
