@@ -68,9 +68,15 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
             print(f"generating the benchmark phantom once into {target} ...", flush=True)
         write_phantom(tmp, progress=progress, **params)
         (tmp / ".complete").write_text(json.dumps(params, sort_keys=True) + "\n")
+        if (target / ".complete").exists():  # another first run finished it meanwhile
+            return target
         if target.exists():  # a stale, incomplete folder from an interrupted earlier attempt
             shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():  # not a race lost to an equal copy
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
