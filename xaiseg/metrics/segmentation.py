@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .auc import mann_whitney_auc
+from .ranking_fast import auc_from_scores, comparable, floor_in
 
 Spacing = tuple[float, float]
 
@@ -61,12 +61,28 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(2, 1))
 
 
+def _distances_at(sa: np.ndarray, sb: np.ndarray, spacing: Spacing) -> np.ndarray:
+    """Distance (mm) from every pixel of surface ``sa`` to the nearest pixel of surface ``sb``."""
+    # EDT of the complement of b's surface = distance of every pixel to b's surface, anisotropic.
+    return ndimage.distance_transform_edt(~sb, sampling=spacing)[sa]
+
+
 def directed_surface_distances(a: np.ndarray, b: np.ndarray, spacing: Spacing) -> np.ndarray:
     """Distance (mm) from every surface pixel of ``a`` to the nearest surface pixel of ``b``."""
-    sa, sb = surface(a), surface(b)
-    # EDT of the complement of b's surface = distance of every pixel to b's surface, anisotropic.
-    dist_to_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
-    return dist_to_b[sa]
+    return _distances_at(surface(a), surface(b), spacing)
+
+
+def _window(*masks: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the union of the (non-empty) masks.
+
+    HD95 computed on this window equals the full-slice value exactly. Every surface pixel lies
+    in the box, so each nearest-surface search finds the same pixel at the same integer offset
+    (scipy's feature transform and distances use coordinate differences only). The erosion sees
+    the same neighbours: a neighbour outside the box is background in the slice, and the
+    erosion counts outside-the-array as background too (no margin is needed)."""
+    union = np.logical_or.reduce(masks)
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> float:
@@ -74,8 +90,10 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> flo
     _check(pred, gt)
     if not pred.any() or not gt.any():
         return float("nan")
-    d_pg = directed_surface_distances(pred, gt, spacing)
-    d_gp = directed_surface_distances(gt, pred, spacing)
+    win = _window(pred.astype(bool), gt.astype(bool))  # the only region that can matter
+    sp, sg = surface(pred[win]), surface(gt[win])
+    d_pg = _distances_at(sp, sg, spacing)
+    d_gp = _distances_at(sg, sp, spacing)
     return float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)))
 
 
@@ -83,14 +101,14 @@ def pixel_auroc(saliency: np.ndarray, gt: np.ndarray, region: np.ndarray | None 
     """Threshold-free separation of mask from non-mask pixels by the map (ties count ½)."""
     _check(saliency, gt)
     g = gt.astype(bool)
-    s = np.asarray(saliency, dtype=np.float64)
+    s = comparable(saliency)
     if region is not None:
         _check(saliency, region)
         r = region.astype(bool) | g  # a mask pixel outside the region still counts as positive
         s, g = s[r], g[r]
     else:
         s, g = s.ravel(), g.ravel()
-    return mann_whitney_auc(g, s)
+    return auc_from_scores(s[g], s[~g])  # NaN if the region holds one class only
 
 
 def relevance_mass(saliency: np.ndarray, gt: np.ndarray) -> float:
@@ -125,12 +143,12 @@ def predicted_area(pred: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> tuple[int
 def dice_curve(saliency: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Dice of ``saliency > t`` for every t in ``thresholds`` (one pass over sorted values)."""
     _check(saliency, gt)
-    s = np.asarray(saliency, dtype=np.float64).ravel()
+    s = comparable(saliency).ravel()  # float32 maps stay float32: the same comparisons, faster sort
     g = gt.astype(bool).ravel()
     n_gt = int(g.sum())
     order = np.sort(s)
     order_in = np.sort(s[g])
-    t = np.asarray(thresholds, dtype=np.float64)
+    t = floor_in(s.dtype, thresholds)  # v > t ⇔ v > t's floor in the map's dtype
     # count of values > t = n - (number of values <= t)
     pred_pos = s.size - np.searchsorted(order, t, side="right")
     tp = n_gt - np.searchsorted(order_in, t, side="right")
