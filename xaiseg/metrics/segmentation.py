@@ -43,16 +43,17 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """2|P∩G| / (|P| + |G|); 1 when both are empty."""
     _check(pred, gt)
     p, g = pred.astype(bool), gt.astype(bool)
-    denom = int(p.sum()) + int(g.sum())
-    return 1.0 if denom == 0 else 2.0 * int((p & g).sum()) / denom
+    # count_nonzero: the same integers as .sum(), ~8× faster on a 512² boolean mask
+    denom = int(np.count_nonzero(p)) + int(np.count_nonzero(g))
+    return 1.0 if denom == 0 else 2.0 * int(np.count_nonzero(p & g)) / denom
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """|P∩G| / |P∪G|; 1 when both are empty."""
     _check(pred, gt)
     p, g = pred.astype(bool), gt.astype(bool)
-    union = int((p | g).sum())
-    return 1.0 if union == 0 else int((p & g).sum()) / union
+    union = int(np.count_nonzero(p | g))
+    return 1.0 if union == 0 else int(np.count_nonzero(p & g)) / union
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
@@ -77,9 +78,10 @@ def _window(*masks: np.ndarray) -> tuple[slice, slice]:
 
     HD95 computed on this window equals the full-slice value exactly. Every surface pixel lies
     in the box, so each nearest-surface search finds the same pixel at the same integer offset
-    (scipy's feature transform and distances use coordinate differences only). The erosion sees
-    the same neighbours: a neighbour outside the box is background in the slice, and the
-    erosion counts outside-the-array as background too (no margin is needed)."""
+    (scipy's feature transform and distances depend on coordinate differences only; the float
+    is the same to the last bit, tests/test_metrics_fast.py). The erosion sees the same
+    neighbours: a neighbour outside the box is background in the slice, and the erosion counts
+    outside-the-array as background too (no margin is needed)."""
     union = np.logical_or.reduce(masks)
     rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -145,7 +147,7 @@ def dice_curve(saliency: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> 
     _check(saliency, gt)
     s = comparable(saliency).ravel()  # float32 maps stay float32: the same comparisons, faster sort
     g = gt.astype(bool).ravel()
-    n_gt = int(g.sum())
+    n_gt = int(np.count_nonzero(g))
     order = np.sort(s)
     order_in = np.sort(s[g])
     t = floor_in(s.dtype, thresholds)  # v > t ⇔ v > t's floor in the map's dtype
