@@ -2,25 +2,23 @@
 new metric bodies equal, and its JSON is coherent; bad options are a one-line error."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "metrics_speed.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "metrics_speed.py"
 
 
-def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XAISEG_CACHE=str(tmp_path / "cache"))
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+def _script():
+    spec = importlib.util.spec_from_file_location("_metrics_speed_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def test_metrics_speed_script_runs_and_old_equals_new(tmp_path):
+def test_metrics_speed_script_runs_and_old_equals_new(tmp_path, capsys):
     out = tmp_path / "m.json"
-    res = _run("--slices", "3", "--size", "96", "--repeats", "1", "--json", str(out), tmp_path=tmp_path)
-    assert res.returncode == 0, res.stderr
+    assert _script().main(["--slices", "3", "--size", "96", "--repeats", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["slices"] == 3 and data["size"] == 96
     assert [r["metric"] for r in data["rows"]] == ["hd95", "auroc (brain region)", "dice_curve (99 thresholds)"]
@@ -28,9 +26,11 @@ def test_metrics_speed_script_runs_and_old_equals_new(tmp_path):
         assert r["mismatches"] == 0
         assert r["old_ms_per_slice"] > 0 and r["new_ms_per_slice"] > 0
         assert abs(r["speedup"] - r["old_ms_per_slice"] / r["new_ms_per_slice"]) < 1e-9
-    assert "speedup" in res.stdout and "hd95" in res.stdout
+    printed = capsys.readouterr().out
+    assert "speedup" in printed and "hd95" in printed
 
 
-def test_metrics_speed_script_rejects_bad_options(tmp_path):
-    res = _run("--slices", "0", tmp_path=tmp_path)
-    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "--slices" in res.stderr
+def test_metrics_speed_script_rejects_bad_options(capsys):
+    assert _script().main(["--slices", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "--slices" in err
