@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .ranking_fast import auc_from_scores, comparable, floor_in
+from .auc import mann_whitney_auc
+from .ranking_fast import comparable, floor_in
 
 Spacing = tuple[float, float]
 
@@ -103,14 +104,14 @@ def pixel_auroc(saliency: np.ndarray, gt: np.ndarray, region: np.ndarray | None 
     """Threshold-free separation of mask from non-mask pixels by the map (ties count ½)."""
     _check(saliency, gt)
     g = gt.astype(bool)
-    s = comparable(saliency)
+    s = np.asarray(saliency, dtype=np.float64)
     if region is not None:
         _check(saliency, region)
         r = region.astype(bool) | g  # a mask pixel outside the region still counts as positive
         s, g = s[r], g[r]
     else:
         s, g = s.ravel(), g.ravel()
-    return auc_from_scores(s[g], s[~g])  # NaN if the region holds one class only
+    return mann_whitney_auc(g, s)
 
 
 def relevance_mass(saliency: np.ndarray, gt: np.ndarray) -> float:
