@@ -296,6 +296,13 @@ def run(
     cfg = dict(loaded.config)
     target = int(cfg.get("target_index", 1))
     task = str(cfg.get("task", "binary"))
+    if methods is None:  # the default list keeps only the methods that can explain this model family
+        from ..adapters import unsupported
+
+        for name, why in unsupported(classes, model).items():
+            print(f"{name} is left out of the default methods: {why}", file=sys.stderr, flush=True)
+            del classes[name], specs[name]
+            method_names.remove(name)
     instances = {}
     for name, cls in classes.items():
         instances[name] = build_method(cls, specs[name], model)
