@@ -9,6 +9,7 @@ Literal, tuples and lists of those); anything else (tensors, callables, type var
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import numbers
 import typing
@@ -42,13 +43,13 @@ def _fits(value: Any, hint: Any) -> bool | None:
         return None if None in verdicts and True not in verdicts else any(v is True for v in verdicts)
     if origin is typing.Literal:
         return value in typing.get_args(hint)
-    if origin in (tuple, list) or hint in (tuple, list):
+    if origin in (tuple, list, collections.abc.Sequence) or hint in (tuple, list):
         if not isinstance(value, (list, tuple)):
             return False
         args = typing.get_args(hint)
         if not args:
             return True
-        if origin is list or (len(args) == 2 and args[1] is Ellipsis):  # list[X], tuple[X, ...]
+        if origin is not tuple or (len(args) == 2 and args[1] is Ellipsis):  # list[X], Sequence[X], tuple[X, ...]
             each = [args[0]] * len(value)
         elif len(args) != len(value):
             return False
