@@ -43,14 +43,14 @@ def test_every_claiming_method_batch_equals_one_by_one(family):
     swin_like = xaiseg.SHIFTED_WINDOWS in adapter.capabilities
     assert names == (EVERY | {"swin-sam"} if swin_like else EVERY), names
     torch.manual_seed(1)
-    x = torch.randn(3, adapter.in_chans, *adapter.input_size)
-    target = torch.tensor([1, 0, 1])
+    x = torch.randn(2, adapter.in_chans, *adapter.input_size)
+    target = torch.tensor([1, 0])
     for name, options in claimed:
         method = xaiseg.get_method(name)(model, **options)
         batch = method.attribute(x, target=target)
-        assert batch.shape == (3, *adapter.input_size) and torch.isfinite(batch).all(), name
+        assert batch.shape == (2, *adapter.input_size) and torch.isfinite(batch).all(), name
         assert float(batch.amax()) > 0, f"{name} gave an empty map on {family}"
-        for i in range(1 if name == "random" else 3):  # random's map of image i is seeded by i
+        for i in range(1 if name == "random" else 2):  # random's map of image i is seeded by i
             one = method.attribute(x[i : i + 1], target=int(target[i]))
             torch.testing.assert_close(batch[i : i + 1], one, atol=2e-5, rtol=1e-4, msg=f"{name} on {family}, image {i}")
     assert all(p.grad is None for p in model.parameters())

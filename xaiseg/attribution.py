@@ -40,6 +40,8 @@ class Attribution(abc.ABC):
     architectures: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
     needs_gradients: ClassVar[bool] = False
+    # Keywords of a parent's __init__ this subclass does not take (e.g. swin-sam: HGI-SAM's blocks=)
+    withheld_options: ClassVar[tuple[str, ...]] = ()
 
     def __new__(cls, model: Any = None, *args: Any, **options: Any) -> "Attribution":
         # The one options check, here so that it sees every option before any __init__ (or the
@@ -73,7 +75,7 @@ class Attribution(abc.ABC):
                 continue
             hints = parameter_hints(init)
             for p in list(inspect.signature(init).parameters.values())[2:]:
-                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in out:
+                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in out or p.name in cls.withheld_options:
                     continue
                 out[p.name] = hints.get(p.name, Any)
         return out

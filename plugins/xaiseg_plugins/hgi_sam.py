@@ -127,6 +127,7 @@ class SwinSAM(HGISAM):
     description = "Swin self-attention maps, plain head mean, shifted-pair products over all stages (Swin-SAM)"
     requires = (xaiseg.ATTENTION, xaiseg.SHIFTED_WINDOWS)
     needs_gradients = False
+    withheld_options = ("blocks",)  # Swin only: stages, never ViT blocks
 
     def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
         if stages is None:
