@@ -146,3 +146,14 @@ def test_the_core_install_never_imports_transformers():
             "assert 'transformers' not in sys.modules, 'transformers was imported'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_softmax_backward_is_autograds_softmax_gradient():
+    z = torch.randn(3, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    a = z.softmax(-1)
+    g = torch.randn_like(a)
+    (want,) = torch.autograd.grad(a, z, g)
+    torch.testing.assert_close(xaiseg.softmax_backward(g, a.detach()), want)
+    a32 = a.detach().float()
+    formula = a32 * (g.float() - (g.float() * a32).sum(-1, keepdim=True))
+    torch.testing.assert_close(xaiseg.softmax_backward(g.float(), a32), formula, atol=1e-6, rtol=1e-5)
