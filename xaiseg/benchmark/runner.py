@@ -15,15 +15,19 @@ on a shard of the selection and the thresholds and the report once):
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ..adapters import unsupported
 from ..atomic import disk_errors
+from ..method_spec import method_class
 from ..metrics import BUILTIN_ORDER, Metric
 from ..output_folder import output_folder
 from ..registry import get_metric, list_metrics
@@ -74,6 +78,7 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     metrics = registered_metrics()
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
+    cfg = _supported_defaults(cfg, inputs.classifier.model)
     producers = attribution_producers(cfg.specs, inputs.classifier)  # a method's bad option fails here
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
@@ -96,6 +101,19 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
         except BaseException as exc:
             journal.failed(exc)
             raise
+
+
+def _supported_defaults(cfg: BenchmarkConfig, model: Any) -> BenchmarkConfig:
+    """The default method list keeps only the methods that can explain this model family, with one
+    line for each one left out; an explicit ``--methods`` is taken as given."""
+    if cfg.methods is not None:
+        return cfg
+    left_out = unsupported({label: method_class(spec) for label, spec in cfg.specs.items()}, model)
+    for label, why in left_out.items():
+        print(f"{label} is left out of the default methods: {why}", file=sys.stderr, flush=True)
+    if not left_out:
+        return cfg
+    return dataclasses.replace(cfg, methods=[label for label in cfg.specs if label not in left_out])
 
 
 def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock, record, journal, _after_unit,
