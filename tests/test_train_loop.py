@@ -18,7 +18,7 @@ TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "dept
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    from xaiseg.data.phantom import write_phantom
+    from xaiseg.data.phantom_writer import write_phantom
 
     out = tmp_path_factory.mktemp("data") / "ph"
     # 4 subjects x 5 slices at 32 px; prevalence 0.5 -> 2 subjects with hemorrhage
@@ -27,7 +27,8 @@ def tiny_set(tmp_path_factory):
 
 def _cfg(out, data, **kw) -> TrainConfig:
     base = dict(out=str(out), data=str(data), layout="physionet", model="tiny", model_kwargs=dict(TINY), epochs=1,
-                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0)
+                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0,
+                train_on="disk")  # a data set on disk (a written phantom would default to the stream)
     base.update(kw)
     return TrainConfig(**base)
 
