@@ -179,3 +179,17 @@ def test_generator_fingerprint_covers_every_phantom_module(monkeypatch):
     before = generator_fingerprint()
     monkeypatch.setattr(ph, "PHANTOM_VERSION", ph.PHANTOM_VERSION + 1)
     assert generator_fingerprint() != before
+
+
+def test_phantom_command_acquisition_option(tmp_path):
+    from click.testing import CliRunner
+
+    from xaiseg.cli import main
+
+    r = CliRunner().invoke(main, ["phantom", str(tmp_path / "c"), "--subjects", "1", "--slices", "2", "--size", "32",
+                                  "--acquisition", "clean", "--quiet"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "c" / "phantom.json").read_text())
+    assert meta["acquisition"] == "clean" and meta["version"] == 2
+    r = CliRunner().invoke(main, ["phantom", str(tmp_path / "d"), "--acquisition", "foggy"])
+    assert r.exit_code == 2 and "'foggy' is not one of 'random', 'clean'" in r.output and not (tmp_path / "d").exists()
