@@ -1,4 +1,4 @@
-"""HGI-SAM and Swin-SAM against a literal, loop-by-loop reading of DESIGN.md §2.
+"""HGI-SAM and Swin-SAM against a literal, loop-by-loop reading of docs/design.md §2.
 
 The reference below shares no code with the plugin: it captures Z with its own hook, gets G by a
 full ``backward()`` with ``retain_grad`` on a deep copy of the model, and reverses windows and

@@ -1,5 +1,5 @@
 """HGI-SAM (head-wise gradient-infused self-attention maps) and its attention-only ancestor
-Swin-SAM, following DESIGN.md §2 (Rasoulian, Salari & Xiao, MELBA 2023 / MLCN 2022).
+Swin-SAM, following docs/design.md §2 (Rasoulian, Salari & Xiao, MELBA 2023 / MLCN 2022).
 
 Per block b of a used stage, with A = softmax(Z) and G = ∂y/∂Z of shape (B·nW, h, N, N):
 
@@ -141,7 +141,7 @@ def _normalize_stage(maps: torch.Tensor) -> torch.Tensor:
 
     A stage whose map does not vary (a 1×1 last stage of a small input, or no gradient at all)
     cannot localise anything; as zeros it would wipe out the product of the other stages, so it
-    is the product's neutral element instead. (DESIGN.md's "constant → zeros" is about the final
+    is the product's neutral element instead. (docs/design.md's "constant → zeros" is about the final
     map, which stays so.)"""
     out = minmax_normalize(maps)
     constant = (out.reshape(out.shape[0], -1) == 0).all(dim=1)  # min–max leaves 0…1 otherwise

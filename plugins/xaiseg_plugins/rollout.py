@@ -1,6 +1,6 @@
 """Attention rollout on Swin (``rollout``) and its gradient-weighted form (``grad-rollout``).
 
-Exact definition (DESIGN.md §2; docs/plugins.md has the long form). For each block b of the
+Exact definition (docs/design.md §2; docs/plugins.md has the long form). For each block b of the
 used stages, Â_b is the block's token-to-token attention on its stage grid: block-diagonal over
 windows in the block's shifted frame, each window's N×N matrix being
 

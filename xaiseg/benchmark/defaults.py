@@ -29,19 +29,12 @@ def cache_root() -> Path:
 
 
 def _generator_fingerprint() -> str:
-    """The phantom generator's version and source: a changed generator never reuses a phantom
-    cached by an older one (the labels may agree while the voxels do not)."""
+    """The phantom generator's version and source (every phantom module): a changed generator
+    never reuses a phantom cached by an older one (the labels may agree while the voxels do not)."""
     from ..data import phantom, phantom_writer
 
     h = hashlib.sha256(str(getattr(phantom_writer, "PHANTOM_VERSION", "?")).encode())
-    for mod in (phantom, phantom_writer):
-        h.update(Path(mod.__file__).read_bytes())
-    try:
-        from ..data import _fields
-
-        h.update(Path(_fields.__file__).read_bytes())
-    except ImportError:  # pragma: no cover - layout of the data package changed
-        pass
+    h.update(phantom.generator_fingerprint().encode())
     return h.hexdigest()
 
 
