@@ -32,6 +32,7 @@ from ..metrics import BUILTIN_ORDER, Metric
 from ..output_folder import output_folder
 from ..registry import get_metric, list_metrics
 from ..training.checkpoint import resolve_device
+from ..training.verdict import maps_warning
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
@@ -79,6 +80,9 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
     cfg = _supported_defaults(cfg, inputs.classifier.model)
+    warning = maps_warning(inputs.classifier.config)  # a classifier near chance: its maps show contrast
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     producers = attribution_producers(cfg.specs, inputs.classifier)  # a method's bad option fails here
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
