@@ -10,6 +10,7 @@ Both architectures are 2-D (``spatial_dims=2``), take one channel per CT window 
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -100,6 +101,8 @@ def build_segmenter(architecture: str, kwargs: Mapping[str, Any], in_channels: i
         if input_size % multiple:
             raise ValueError(f"the input size {input_size} px is not a multiple of {multiple}; pass --image-size")
         cls = UNet if architecture == "unet" else SwinUNETR
+        if cls is SwinUNETR and "img_size" in inspect.signature(SwinUNETR.__init__).parameters:
+            kw["img_size"] = input_size  # older MONAI releases require it
         model = cls(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, **kw)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

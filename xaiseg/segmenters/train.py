@@ -64,6 +64,11 @@ class _Setup:
     subjects: np.ndarray  # (N,) str
     data_info: dict[str, Any]
 
+    @property
+    def positive(self) -> set[str]:
+        """Subjects with at least one hemorrhage pixel."""
+        return {str(s) for s in self.subjects[(self.masks.flatten(1) > 0).any(1).numpy()]}
+
     def build(self) -> nn.Module:
         a = self.arch_config
         return build_segmenter(a["architecture"], a["model_kwargs"], a["in_chans"], a["out_channels"], a["input_size"])
@@ -105,9 +110,8 @@ def _run(cfg: SegmentationConfig, out: Path, on_epoch_end) -> SegmenterResult:
         raise ConfigError("--resume with different options than the interrupted run: folds")
     out.mkdir(parents=True, exist_ok=True)
     setup = _setup(cfg, device, _Log(out, cfg.progress))
-    positive = sorted({str(s) for s in setup.subjects[(setup.masks.flatten(1) > 0).any(1).numpy()]})
     if cfg.folds:
-        held = plan_folds(setup.subjects.tolist(), positive, cfg.folds, cfg.seed)
+        held = plan_folds(setup.subjects.tolist(), setup.positive, cfg.folds, cfg.seed)
         if cfg.resume:
             stored = [sorted(map(str, f["held_out"])) for f in _read_json(out / CONFIG_FILE)["folds"]]
             if stored != held:
@@ -181,11 +185,19 @@ def _setup(cfg: SegmentationConfig, device: torch.device, log) -> _Setup:
 
 
 def _split(setup: _Setup, held_out: list[str]) -> dict[str, list[str]]:
-    """The subjects of one model: ``held_out`` (its fold), and of the rest ``train`` / ``val``."""
+    """The subjects of one model: ``held_out`` (its fold), and of the rest ``train`` / ``val``.
+
+    Subjects with and without hemorrhage are split separately (each by the classifier's
+    ``subject_split``): a validation split without a lesion has no Dice and would choose the
+    best epoch by how little it predicts.
+    """
     rest = sorted(set(setup.subjects.tolist()) - set(held_out))
     if not rest:
         raise DataError("no subject is left to train on")
-    train, val = subject_split(rest, setup.cfg.val_fraction, setup.cfg.seed)
+    train, val = set(), set()
+    for group in ([s for s in rest if s in setup.positive], [s for s in rest if s not in setup.positive]):
+        t, v = subject_split(group, setup.cfg.val_fraction, setup.cfg.seed) if len(group) >= 2 else (set(group), set())
+        train, val = train | t, val | v
     return {"train": sorted(train), "val": sorted(val), "held_out": sorted(held_out)}
 
 
