@@ -66,11 +66,15 @@ def test_folds_partition_the_subjects_and_no_model_saw_its_fold(trained, phantom
     assert index["kind"] == "segmenter" and index["architecture"] == "unet" and len(index["folds"]) == 3
     all_subjects = sorted({s for f in index["folds"] for s in f["held_out"]})
     assert all_subjects == ["001", "002", "003", "004", "005", "006"]
+    from xaiseg.data import open_dataset
+
+    positive = {r.subject for r in open_dataset(phantom).records if r.any}
     for f in index["folds"]:
         cfg = json.loads((trained / f["dir"] / "config.json").read_text())
         sub = cfg["subjects"]
         assert sub["held_out"] == f["held_out"]
         assert not set(sub["train"] + sub["val"]) & set(sub["held_out"])
+        assert set(sub["val"]) & positive  # the validation split has lesions to score
         assert sorted(sub["train"] + sub["val"] + sub["held_out"]) == all_subjects
         assert len(open(trained / f["dir"] / "train_log.jsonl").readlines()) == 2
 

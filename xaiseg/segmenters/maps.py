@@ -22,6 +22,10 @@ class SegmenterMaps:
     """Probability maps of a loaded segmenter; ``name`` is its architecture (``unet``,
     ``swin-unetr``) unless given, for rows of a benchmark table."""
 
+    # The maps are probabilities (0.5 means "as likely lesion as not"), unlike attribution maps,
+    # whose scale means nothing until min-max normalised: a runner may threshold them as they are.
+    probabilities = True
+
     def __init__(self, segmenter: LoadedSegmenter, name: str | None = None) -> None:
         self.segmenter = segmenter
         self.name = name or segmenter.architecture

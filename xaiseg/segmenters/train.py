@@ -19,6 +19,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,7 +65,7 @@ class _Setup:
     subjects: np.ndarray  # (N,) str
     data_info: dict[str, Any]
 
-    @property
+    @cached_property
     def positive(self) -> set[str]:
         """Subjects with at least one hemorrhage pixel."""
         return {str(s) for s in self.subjects[(self.masks.flatten(1) > 0).any(1).numpy()]}
