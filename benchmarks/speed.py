@@ -34,11 +34,11 @@ from typing import Callable
 import torch
 
 import xaiseg
+from xaiseg.benchmark import DEFAULT_METHODS  # the benchmark's methods: what the pipeline timing runs too
 from xaiseg.method_spec import parse_method_spec, split_method_list
+from xaiseg.training.checkpoint import resolve_device
 
 PAPER = "swin_base_patch4_window12_384"
-DEFAULT_METHODS = ("hgi-sam", "swin-sam", "gradcam", "rollout", "captum:Saliency")
-FORWARD_ONLY = {"swin-sam", "rollout", "centre-prior", "random"}
 
 
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
@@ -267,12 +267,13 @@ def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tenso
     return times, peaks
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=PAPER, help=f"timm Swin name or xaiseg preset (default {PAPER}, pretrained=False)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,2 on CPU, which keeps Swin-B under 5 minutes on 2 cores; 1,8,32 on GPU)")
-    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of registered methods")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help="comma list of registered methods (default: those of `xaiseg benchmark`)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (default 2 CPU, 10 GPU)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds before the first batch size (every batch size on GPU, "
                          "where the last one also measures memory; on CPU memory has a round of its own) (default 1, at least 1)")
@@ -284,21 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if 0 < args.pipeline_slices < 20:  # fewer leave too few positive subjects for the 5 threshold folds
         ap.error("--pipeline-slices must be 0 (skip) or at least 20")
+    return args
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    gpu = device.type == "cuda"
-    batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if gpu else "1,2")).split(",")]
-    repeats = args.repeats or (10 if gpu else 2)
-    methods = split_method_list(args.methods)  # a method may carry JSON options: hgi-sam{"stages":[0,1]}
-    if gpu:
-        torch.backends.cuda.matmul.allow_tf32 = False  # measure the float32 model as the user gets it
 
-    model = build_model(args.model, device)
-    adapter = xaiseg.get_adapter(model)
-    hgi_stages = tuple(range(min(3, len(adapter.stages))))
-    target = 1
+def _configs(model: torch.nn.Module, methods: list[str], hgi_stages: tuple[int, ...],
+             target: int) -> dict[str, Callable[[torch.Tensor], object]]:
+    """The forward pass, the floor, and every method that can be built (the others are reported)."""
     configs: dict[str, Callable[[torch.Tensor], object]] = {
         "forward": plain_forward(model),
         "floor": gradient_floor(model, hgi_stages, target),
@@ -311,11 +303,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {exc}", file=sys.stderr)
             continue
         configs[name] = (lambda inst: (lambda x: inst.attribute(x, target=target)))(inst)
+    return configs
 
+
+def time_rows(configs: dict[str, Callable[[torch.Tensor], object]], inputs: dict[int, torch.Tensor], repeats: int,
+              warmup: int, gpu: bool, alloc: Allocator) -> list[Row]:
+    """Every configuration at every batch size: median seconds per image, ratios, peak memory."""
     rows: list[Row] = []
-    alloc = Allocator()
-    h, w = adapter.input_size
-    inputs = {b: torch.rand(b, adapter.in_chans, h, w, device=device) for b in batches}
     # CPU memory first, every batch size, in a process whose heap no timed round has grown yet
     cpu_peaks = {} if gpu else {b: peak_memory(configs, x, alloc) for b, x in inputs.items()}
     alloc.fast()  # the timed rounds run with a warm, heap-reusing allocator
@@ -323,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         # warm-up before the first batch size only: later ones run in a warm process (on GPU,
         # new shapes may pick new kernels, so every batch size is warmed up there)
         first = None if gpu else max(cpu_peaks[b], key=cpu_peaks[b].__getitem__)
-        times, peaks = measure(configs, x, repeats, max(args.warmup, 1) if (i == 0 or gpu) else 0, first)
+        times, peaks = measure(configs, x, repeats, max(warmup, 1) if (i == 0 or gpu) else 0, first)
         peaks = peaks if gpu else cpu_peaks[b]
         med = {k: statistics.median(v) / b for k, v in times.items()}
         for name in configs:
@@ -339,6 +333,51 @@ def main(argv: list[str] | None = None) -> int:
                     samples=[t / b for t in times[name]],
                 )
             )
+    return rows
+
+
+def _print_rows(rows: list[Row], batches: list[int], gpu: bool) -> None:
+    print(f"{'method':<18}{'batch':>6}{'ms/img':>10}{'x floor':>9}{'x fwd':>8}{'MB/img':>9}{'mem x floor':>12}")
+    for r in rows:
+        mem = f"{r.peak_mb_per_image:9.1f}" if r.peak_mb_per_image is not None else f"{'-':>9}"
+        rmem = f"{r.ratio_mem_to_floor:12.2f}" if r.ratio_mem_to_floor is not None else f"{'-':>12}"
+        print(f"{r.name:<18}{r.batch:>6}{r.seconds_per_image * 1e3:10.1f}{r.ratio_to_floor:9.2f}{r.ratio_to_forward:8.2f}{mem}{rmem}")
+    if gpu and len(batches) > 1:
+        fl = {r.batch: r.seconds_per_image for r in rows if r.name == "hgi-sam"}
+        if fl:
+            print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
+
+
+def _print_pipeline(pipe: dict) -> None:
+    print(f"\nwhole pipeline: xaiseg benchmark, built-in phantom, {pipe['model']} classifier, "
+          f"{len(pipe['methods'])} methods, {pipe['slices']} slices")
+    print(f"  {pipe['slices_per_s']:.2f} slices/s ({pipe['maps_per_s']:.1f} maps/s) over {pipe['elapsed_s']:.1f} s; "
+          f"{pipe['process_wall_s']:.1f} s with interpreter start and imports")
+    print(f"  {'stage':<14}{'s':>8}{'share':>8}")
+    for stage, sec in sorted(pipe["stage_s"].items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<14}{sec:8.2f}{100 * pipe['stage_share'][stage]:7.1f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gpu = device.type == "cuda"
+    batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if gpu else "1,2")).split(",")]
+    repeats = args.repeats or (10 if gpu else 2)
+    methods = split_method_list(args.methods)  # a method may carry JSON options: hgi-sam{"stages":[0,1]}
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = False  # measure the float32 model as the user gets it
+
+    model = build_model(args.model, device)
+    adapter = xaiseg.get_adapter(model)
+    hgi_stages = tuple(range(min(3, len(adapter.stages))))
+    configs = _configs(model, methods, hgi_stages, target=1)
+    alloc = Allocator()
+    h, w = adapter.input_size
+    inputs = {b: torch.rand(b, adapter.in_chans, h, w, device=device) for b in batches}
+    rows = time_rows(configs, inputs, repeats, args.warmup, gpu, alloc)
 
     info = {
         "model": args.model,
@@ -354,25 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             if alloc.available else "peak RSS above the baseline (no glibc: peaks after the first call may be hidden)"),
     }
     print(f"model {args.model}  input {h}x{w}  device {info['device']}  repeats {repeats} (median)")
-    print(f"{'method':<18}{'batch':>6}{'ms/img':>10}{'x floor':>9}{'x fwd':>8}{'MB/img':>9}{'mem x floor':>12}")
-    for r in rows:
-        mem = f"{r.peak_mb_per_image:9.1f}" if r.peak_mb_per_image is not None else f"{'-':>9}"
-        rmem = f"{r.ratio_mem_to_floor:12.2f}" if r.ratio_mem_to_floor is not None else f"{'-':>12}"
-        print(f"{r.name:<18}{r.batch:>6}{r.seconds_per_image * 1e3:10.1f}{r.ratio_to_floor:9.2f}{r.ratio_to_forward:8.2f}{mem}{rmem}")
-    if gpu and len(batches) > 1:
-        fl = {r.batch: r.seconds_per_image for r in rows if r.name == "hgi-sam"}
-        if fl:
-            print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
+    _print_rows(rows, batches, gpu)
     pipe = None
     if args.pipeline_slices > 0:
         pipe = pipeline(device, [m for m in methods if m in configs], args.pipeline_slices, args.threads)
-        print(f"\nwhole pipeline: xaiseg benchmark, built-in phantom, {pipe['model']} classifier, "
-              f"{len(pipe['methods'])} methods, {pipe['slices']} slices")
-        print(f"  {pipe['slices_per_s']:.2f} slices/s ({pipe['maps_per_s']:.1f} maps/s) over {pipe['elapsed_s']:.1f} s; "
-              f"{pipe['process_wall_s']:.1f} s with interpreter start and imports")
-        print(f"  {'stage':<14}{'s':>8}{'share':>8}")
-        for stage, sec in sorted(pipe["stage_s"].items(), key=lambda kv: -kv[1]):
-            print(f"  {stage:<14}{sec:8.2f}{100 * pipe['stage_share'][stage]:7.1f}%")
+        _print_pipeline(pipe)
     if args.json_path:
         payload = json.dumps({"info": info, "rows": [asdict(r) for r in rows], "pipeline": pipe}, indent=2)
         if args.json_path == "-":

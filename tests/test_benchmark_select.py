@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from xaiseg.benchmark.runner import _select
+from xaiseg.benchmark.select import select_ids as _select
 from xaiseg.errors import ConfigError, DataError
 
 

@@ -1,4 +1,4 @@
-"""Threshold strategies: attribution map → binary mask (DESIGN.md §3).
+"""Threshold strategies: attribution map → binary mask (docs/design.md §3).
 
 A strategy is named by a spec string, ``name`` or ``name:ARG`` (``fixed:0.5``, ``percentile:95``,
 ``grid``, ``grid:0.05``), and registered in the ``xaiseg.thresholds`` entry-point group; the
@@ -13,7 +13,8 @@ Two kinds:
 * per-map strategies (fixed, otsu, mean, percentile) derive t from the map alone;
 * calibrated strategies (grid) choose t on *other* subjects: for each subject-wise fold the t
   maximising the mean Dice over the other folds' positive slices is applied to that fold, so
-  no slice is ever scored with a threshold tuned on its own subject.
+  no slice is ever scored with a threshold tuned on its own subject. A third-party calibrated
+  strategy implements :meth:`ThresholdStrategy.calibrate` the same way and needs nothing else.
 """
 from __future__ import annotations
 
@@ -25,11 +26,28 @@ import numpy as np
 from .errors import ConfigError
 
 
+def threshold_grid(step: float) -> np.ndarray:
+    """STEP, 2·STEP, … < 1 (rounded, so 0.07 is 0.07 and not 0.07000000000000001)."""
+    n = int(np.floor((1.0 - 1e-9) / step))
+    return np.round(np.arange(1, n + 1) * step, 10)
+
+
+DEFAULT_GRID = threshold_grid(0.01)  # 0.01 … 0.99
+
+
 class ThresholdStrategy(abc.ABC):
-    """Base class; ``spec`` is the canonical string that rebuilds the strategy."""
+    """Base class; ``spec`` is the canonical string that rebuilds the strategy.
+
+    The benchmark samples every positive slice's Dice-vs-threshold curve at ``grid`` (for the
+    figure, and as what calibration reads). A per-map strategy implements :meth:`threshold`; a
+    calibrated one sets ``calibrated = True`` and implements :meth:`calibrate`, and the
+    benchmark applies fold f's threshold to the slices of fold f. Nothing else is needed: the
+    runner asks the strategy, never its class.
+    """
 
     name: ClassVar[str] = ""
     calibrated: ClassVar[bool] = False
+    grid: np.ndarray = DEFAULT_GRID
 
     @property
     @abc.abstractmethod
@@ -38,6 +56,13 @@ class ThresholdStrategy(abc.ABC):
     def threshold(self, saliency: np.ndarray) -> float:
         """The threshold for one map (per-map strategies only)."""
         raise TypeError(f"threshold strategy {self.spec!r} is calibrated on other subjects; use calibrate()")
+
+    def calibrate(self, curves: np.ndarray, fold_of: np.ndarray, k: int) -> list[dict]:
+        """Per fold ``f`` in ``range(k)``, ``{"fold": f, "threshold": t, ...}`` (more keys are
+        kept in summary.json), chosen from ``curves`` — (n, len(grid)) Dice of each positive
+        slice at each grid threshold — and ``fold_of`` — (n,) the fold of each slice's subject.
+        Per-map strategies have nothing to calibrate: ``[]``."""
+        return []
 
     def __repr__(self) -> str:
         return f"<threshold {self.spec}>"
@@ -150,17 +175,15 @@ class GridSearchThreshold(ThresholdStrategy):
 
     def __init__(self, arg: str | None = None) -> None:
         self.step = 0.01 if arg in (None, "") else _number("grid", arg, 1e-4, 0.5, "0.01")
-        n = int(np.floor((1.0 - 1e-9) / self.step))
-        self.grid = np.round(np.arange(1, n + 1) * self.step, 10)
+        self.grid = threshold_grid(self.step)
 
     @property
     def spec(self) -> str:
         return "grid" if self.step == 0.01 else f"grid:{_exact(self.step)}"
 
     def calibrate(self, curves: np.ndarray, fold_of: np.ndarray, k: int) -> list[dict]:
-        """``curves``: (n, T) Dice of each positive slice at each grid threshold; ``fold_of``:
-        (n,) fold index of each slice's subject. Returns, per fold, the chosen threshold and
-        the mean calibration Dice it reached on the other folds."""
+        """Per fold, the grid threshold with the best mean Dice on the other folds' slices, and
+        that Dice (``calibration_dice``) over ``calibration_slices`` slices."""
         curves = np.asarray(curves, dtype=np.float64)
         fold_of = np.asarray(fold_of)
         if curves.ndim != 2 or curves.shape[1] != self.grid.size or curves.shape[0] != fold_of.size:

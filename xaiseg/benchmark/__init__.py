@@ -1,4 +1,4 @@
-"""The benchmark: every method's maps → masks → scores against ground truth (DESIGN.md §3).
+"""The benchmark: every method's maps → masks → scores against ground truth (docs/design.md §3).
 
 Library use::
 
@@ -6,7 +6,25 @@ Library use::
     result = xb.run(data="physionet-ct-ich/", checkpoint="runs/tiny", methods="hgi-sam,gradcam")
     result.summary["methods"]["hgi-sam"]["metrics"]["dice"]["mean"]
     result.paths["summary_csv"]
-"""
-from .runner import DEFAULT_METHODS, BenchmarkResult, run
 
-__all__ = ["BenchmarkResult", "DEFAULT_METHODS", "run"]
+The runner (torch and the methods) loads on first use, so the command line's help stays fast.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import DEFAULT_METHODS, BenchmarkConfig
+
+__all__ = ["BenchmarkConfig", "BenchmarkResult", "DEFAULT_METHODS", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        from .runner import run
+
+        return run
+    if name == "BenchmarkResult":
+        from .result import BenchmarkResult
+
+        return BenchmarkResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

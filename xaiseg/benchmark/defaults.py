@@ -21,7 +21,9 @@ DEFAULT_PHANTOM: dict = {"subjects": 16, "slices_per_subject": 12, "size": 128, 
 def cache_root() -> Path:
     """``$XAISEG_CACHE``, else ``$XDG_CACHE_HOME/xaiseg``, else ``~/.cache/xaiseg``."""
     if os.environ.get("XAISEG_CACHE"):
-        return Path(os.environ["XAISEG_CACHE"]).expanduser()
+        from ..outputs import check_out_dir
+
+        return check_out_dir(Path(os.environ["XAISEG_CACHE"]).expanduser(), "XAISEG_CACHE")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "xaiseg"
 
@@ -66,9 +68,15 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
             print(f"generating the benchmark phantom once into {target} ...", flush=True)
         write_phantom(tmp, progress=progress, **params)
         (tmp / ".complete").write_text(json.dumps(params, sort_keys=True) + "\n")
+        if (target / ".complete").exists():  # another first run finished it meanwhile
+            return target
         if target.exists():  # a stale, incomplete folder from an interrupted earlier attempt
             shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():  # not a race lost to an equal copy
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -10,9 +10,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..data.constants import SUBTYPES
 from ..metrics import Metric, detection_metrics
 from .store import fmt
+
+RANK_METRIC = "dice"  # what the summary ranks by; its direction comes from the Metric
 
 
 def stats(values: Sequence[float]) -> dict[str, float | int]:
@@ -69,12 +72,27 @@ def summarize(
         out["methods"][method] = entry
     # detection: one row per slice (the probability does not depend on the method)
     first = [r for r in rows if r["method"] == methods[0]]
+    # an unknown label is an empty cell: detection leaves that slice out (metrics/auc.py)
     out["detection"] = detection_metrics(
-        np.array([int(r["any"]) for r in first]), np.array([float(r["prob"]) for r in first])
+        np.array([_f(r, "any") for r in first]), np.array([float(r["prob"]) for r in first])
     ) if first else {}
-    key = lambda m: (-np.nan_to_num(out["methods"][m]["metrics"].get("dice", {}).get("mean", np.nan), nan=-1.0), m)
-    out["ranking"] = sorted(methods, key=key)
+    out["ranking"] = rank(out["methods"], methods, metrics)
     return out
+
+
+def rank(entries: dict[str, Any], methods: Sequence[str], metrics: Sequence[Metric], by: str = RANK_METRIC) -> list[str]:
+    """Methods best first by their mean of metric ``by``, in its direction (``higher_is_better``);
+    undefined means last; ties by name. Without that metric: by name."""
+    metric = next((m for m in metrics if m.name == by), None)
+    if metric is None:
+        return sorted(methods)
+    sign = -1.0 if metric.higher_is_better else 1.0
+
+    def key(method: str) -> tuple[bool, float, str]:
+        mean = entries[method]["metrics"][by]["mean"]
+        return (math.isnan(mean), 0.0 if math.isnan(mean) else sign * mean, method)
+
+    return sorted(methods, key=key)
 
 
 def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> dict[str, Path]:
@@ -84,7 +102,7 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     paths = {"summary_json": out / "summary.json", "summary_csv": out / "summary.csv",
              "summary_by_subtype_csv": out / "summary_by_subtype.csv",
              "summary_by_subject_csv": out / "summary_by_subject.csv"}
-    paths["summary_json"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    write_json(paths["summary_json"], _clean(summary))
     names = summary["metrics"]
     det = summary.get("detection", {})
     det_keys = ["auc", "accuracy", "sensitivity", "specificity", "precision", "f1"]
@@ -128,7 +146,7 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols, lineterminator="\n")
         w.writeheader()
         w.writerows([{k: fmt(r.get(k)) for k in cols} for r in rows])
@@ -147,36 +165,63 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def table(summary: dict[str, Any]) -> str:
-    """The terminal table, best Dice first."""
-    def pm(s: dict) -> str:
-        return "—" if s["n"] == 0 or math.isnan(s["mean"]) else (
-            f"{s['mean']:.3f} ± {s['std']:.3f}" if not math.isnan(s["std"]) else f"{s['mean']:.3f}")
+def _cell(metric: Metric, s: dict) -> str:
+    """One table cell from a metric's stats, formatted by its metadata; ``(n=…)`` says over how
+    many slices the mean was taken when some were undefined (HD95 of an empty prediction)."""
+    d = metric.decimals
+    if s["n"] == 0 or math.isnan(s["mean"]):
+        text = "—"
+    elif metric.spread and not math.isnan(s["std"]):
+        text = f"{s['mean']:.{d}f} ± {s['std']:.{d}f}"
+    else:
+        text = f"{s['mean']:.{d}f}"
+    return text + (f" (n={s['n']})" if s["n_undefined"] else "")
 
-    head = ("method", "Dice", "IoU", "HD95 mm", "AUROC", "pointing", "thr")
+
+def _table_metrics(summary: dict[str, Any]) -> list[Metric]:
+    """The summary's metrics as registered now (a summary read back from disk has only names)."""
+    from ..registry import UnknownNameError, get_metric
+
+    out = []
+    for name in summary.get("metrics", []):
+        try:
+            out.append(get_metric(name))
+        except (UnknownNameError, ImportError):
+            continue  # a metric that is gone keeps its numbers in the CSVs, not a column here
+    return out
+
+
+def table(summary: dict[str, Any], metrics: Sequence[Metric] | None = None) -> str:
+    """The terminal table in ranking order: one column per metric with ``in_table`` (header and
+    format from its metadata), the thresholds, then the classifier's detection line."""
+    cols = [m for m in (_table_metrics(summary) if metrics is None else metrics) if m.in_table]
+    head = ("method", *(m.header for m in cols), "thr")
     lines = [head]
-    for m in summary["ranking"]:
-        e = summary["methods"][m]
-        mt = e["metrics"]
+    for name in summary["ranking"]:
+        e = summary["methods"][name]
         thr = ",".join(f"{t['threshold']:.2f}" for t in e["thresholds"]) or "per map"
-        hd = mt.get("hd95")
-        lines.append((
-            m,
-            pm(mt["dice"]) if "dice" in mt else "—",
-            pm(mt["iou"]) if "iou" in mt else "—",
-            (pm(hd) + (f" (n={hd['n']})" if hd["n_undefined"] else "")) if hd else "—",
-            pm(mt["auroc"]) if "auroc" in mt else "—",
-            f"{mt['pointing_game']['mean']:.2f}" if "pointing_game" in mt and mt["pointing_game"]["n"] else "—",
-            thr,
-        ))
+        lines.append((name, *(_cell(m, e["metrics"][m.name]) if m.name in e["metrics"] else "—" for m in cols), thr))
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     det = summary.get("detection") or {}
     if det:
-        text.append(
-            f"classifier detection: AUC {det['auc']:.3f}, accuracy {det['accuracy']:.3f}, sensitivity "
-            f"{det['sensitivity']:.3f}, specificity {det['specificity']:.3f}, F1 {det['f1']:.3f} "
-            f"({det['n']} slices, {det['n_positive']} positive)"
-        )
+        text.append(detection_line(det))
     return "\n".join(text)
+
+
+def detection_line(det: dict[str, Any]) -> str:
+    """The classifier's detection figures; an undefined one (a class missing) says so and why."""
+    def v(key: str) -> str:
+        x = det.get(key)
+        return "undefined" if x is None or math.isnan(x) else f"{x:.3f}"
+
+    line = (f"classifier detection: AUC {v('auc')}, accuracy {v('accuracy')}, sensitivity {v('sensitivity')}, "
+            f"specificity {v('specificity')}, F1 {v('f1')} ({det['n']} slices, {det['n_positive']} positive)")
+    n, n_pos = int(det["n"]), int(det["n_positive"])
+    if n and n_pos in (0, n):
+        which = "hemorrhage-positive" if n_pos else "hemorrhage-negative"
+        other = "negative" if n_pos else "positive"
+        line += (f"\ndetection AUC is undefined: every scored slice is {which}, and the AUC ranks {other} "
+                 f"slices against them" + (" (drop --positives-only to score negatives)" if n_pos else ""))
+    return line

@@ -1,34 +1,60 @@
-"""``xaiseg benchmark``: score every method's maps against ground-truth masks."""
+"""``xaiseg benchmark``: score every method's maps against ground-truth masks.
+
+Its options are the command-line fields of :class:`xaiseg.benchmark.BenchmarkConfig` (name,
+default and help are written there, once); this module only maps them onto click.
+"""
 from __future__ import annotations
+
+from dataclasses import Field
+from typing import Any, Callable
 
 import click
 
+from ..benchmark.config import LAYOUT_CHOICES, BenchmarkConfig
+
+_TYPES: dict[str, Any] = {"path": click.Path(), "int": int, "float": float, "layout": click.Choice(LAYOUT_CHOICES)}
+
+
+def _flag(f: Field) -> str:
+    return f.metadata.get("cli") or "--" + f.name.replace("_", "-")
+
+
+def _option(f: Field) -> Callable:
+    meta = f.metadata
+    kw: dict[str, Any] = {"help": meta["help"] or None}
+    if meta["kind"] == "flag":
+        kw["is_flag"] = True  # a flag named in "cli" (--no-figures) sets the field to the opposite of its default
+    else:
+        kw.update(default=f.default, show_default=meta["show_default"])
+        if meta["kind"] in _TYPES:
+            kw["type"] = _TYPES[meta["kind"]]
+    decls = [_flag(f)] if meta.get("cli") else [_flag(f), f.name]
+    return click.option(*decls, **kw)
+
+
+def config_options(fn: Callable) -> Callable:
+    """Decorate a click command with one option per command-line field of BenchmarkConfig."""
+    for f in reversed(BenchmarkConfig.cli_fields()):
+        fn = _option(f)(fn)
+    return fn
+
+
+def config_from_cli(values: dict[str, Any]) -> BenchmarkConfig:
+    """click's parsed values (keyed like the option names) → the validated config."""
+    kwargs: dict[str, Any] = {}
+    for f in BenchmarkConfig.cli_fields():
+        flag = _flag(f)
+        if f.metadata.get("cli"):
+            given = values[flag.lstrip("-").replace("-", "_")]
+            kwargs[f.name] = (not f.default) if given else f.default
+        else:
+            kwargs[f.name] = values[f.name]
+    return BenchmarkConfig(**kwargs)
+
 
 @click.command()
-@click.option("--data", type=click.Path(), default=None, help="Data set folder (default: the built-in phantom, generated once into the cache).")
-@click.option("--layout", type=click.Choice(["auto", "physionet", "phantom", "rsna", "folder"]), default="auto", show_default=True, help="Layout of --data (auto: guessed from its files).")
-@click.option("--checkpoint", type=click.Path(), default=None, help="Classifier checkpoint folder (default: the shipped tiny phantom classifier).")
-@click.option("--methods", default=None, help="Comma-separated method names (see `xaiseg methods`), each optionally with its "
-              "options as a JSON object, e.g. 'hgi-sam,hgi-sam{\"stages\":[0,1,2,3]}'. Default: hgi-sam,swin-sam,gradcam,rollout,"
-              "grad-rollout,saliency,centre-prior.")
-@click.option("--threshold", default="grid", show_default=True, help="grid[:STEP] | otsu | mean | fixed:T | percentile:P.")
-@click.option("--folds", type=int, default=5, show_default=True, help="Subject-wise folds for the grid threshold.")
-@click.option("--brain-mask", default="auto", show_default=True, help="auto (the data set's brain masks, else computed from HU) | none | DIR of brain masks.")
-@click.option("--out", type=click.Path(), default=None, help="Output folder (default: ./xaiseg-results/<timestamp>).")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same options).")
-@click.option("--limit", type=int, default=None, help="Score only N slices, spread evenly over the data set.")
-@click.option("--positives-only", is_flag=True, help="Only hemorrhage-positive slices (faster; no false-positive areas).")
-@click.option("--negative-ratio", type=float, default=None, help="Score at most R negative slices per positive slice, spread evenly (default: all; 1 for the built-in phantom).")
-@click.option("--save-maps", is_flag=True, help="Also write each method's maps as NIfTI volumes on the original grid.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and stochastic methods.")
-@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
-@click.option("--keep-cache", is_flag=True, help="Keep the per-batch map cache after a complete run.")
-@click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent files of --data (counted and "
-              "reported) instead of stopping at the first with an error.")
-def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, out, device, batch_size, resume,
-              limit, positives_only, negative_ratio, save_maps, seed, no_figures, keep_cache, skip_bad) -> None:
+@config_options
+def benchmark(**values: Any) -> None:
     """Run every method on the same slices, threshold the maps and score them.
 
     With no options: the built-in head-CT phantom, the shipped tiny Swin classifier, the
@@ -41,13 +67,9 @@ def benchmark(data, layout, checkpoint, methods, threshold, folds, brain_mask, o
     from ..data.base import quiet_skip_warnings, skipped_summary
 
     t0 = time.perf_counter()
+    cfg = config_from_cli(values)
     with quiet_skip_warnings():  # the line below says what --skip-bad skipped
-        result = run(
-            data=data, layout=layout, checkpoint=checkpoint, methods=methods, threshold=threshold, folds=folds,
-            brain_mask=brain_mask, out=out, device=device, batch_size=batch_size, resume=resume, limit=limit,
-            positives_only=positives_only, negative_ratio=negative_ratio, save_maps=save_maps, seed=seed, figures=not no_figures,
-            keep_cache=keep_cache, skip_bad=skip_bad,
-        )
+        result = run(cfg)
     skipped = result.config.get("skipped") or []
     if skipped:
         click.echo(skipped_summary(skipped), err=True)

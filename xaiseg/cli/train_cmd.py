@@ -1,6 +1,7 @@
 """``xaiseg train``: train the weakly supervised (slice-label) classifier that the methods explain."""
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 
@@ -16,7 +17,7 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
         wins = tuple(tuple(float(v) for v in part.split(",")) for part in text.split(";") if part.strip())
     except ValueError:
         wins = ()
-    if not wins or any(len(w) != 2 or w[1] <= 0 for w in wins):
+    if not wins or any(len(w) != 2 or not all(math.isfinite(v) for v in w) or w[1] <= 0 for w in wins):
         raise ConfigError(f"--windows takes 'centre,width;centre,width;...' in HU with widths > 0, got {text!r}")
     return wins  # type: ignore[return-value]
 
@@ -103,7 +104,17 @@ def train(**o) -> None:
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )
+    from pathlib import Path
+
+    from ..atomic import disk_errors
     from ..data.base import quiet_skip_warnings
+    from ..output_folder import output_folder
+    from ..training.checkpoint import TRAIN_OUTPUT
+
+    def hint() -> str:  # asked only when the disk fails: can the run continue?
+        if (Path(cfg.out) / "resume.pt").is_file():
+            return "free some space, then continue the run with the same command and --resume"
+        return "free some space and run the command again"
 
     if cfg.task == "segmentation":
         from ..segmenters import SegmentationConfig, train_segmenter
@@ -111,5 +122,7 @@ def train(**o) -> None:
         cfg, run = SegmentationConfig.from_train_config(cfg, folds=o["folds"]), train_segmenter
     elif o["folds"]:
         raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
-    with quiet_skip_warnings():  # the training log says what --skip-bad skipped
-        run(cfg)
+    cfg.validate()  # before --out is taken: a bad option leaves no folder behind
+    # --out: new, empty or a training run's own folder, locked while the run lasts
+    with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):
+        run(cfg)  # quiet_skip_warnings: the training log says what --skip-bad skipped

@@ -1,4 +1,4 @@
-"""Per-slice scores of an attribution map against a ground-truth mask (DESIGN.md §3).
+"""Per-slice scores of an attribution map against a ground-truth mask (docs/design.md §3).
 
 Every function takes 2-D numpy arrays: ``saliency`` float in [0, 1], ``pred`` / ``gt`` boolean
 masks of the same shape; ``spacing`` is the (row_mm, col_mm) pixel size of that grid.
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import rankdata
+
+from .auc import mann_whitney_auc
 
 Spacing = tuple[float, float]
 
@@ -89,12 +90,7 @@ def pixel_auroc(saliency: np.ndarray, gt: np.ndarray, region: np.ndarray | None 
         s, g = s[r], g[r]
     else:
         s, g = s.ravel(), g.ravel()
-    n_pos = int(g.sum())
-    n_neg = g.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)  # average ranks: ties contribute one half
-    return float((ranks[g].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return mann_whitney_auc(g, s)
 
 
 def relevance_mass(saliency: np.ndarray, gt: np.ndarray) -> float:

@@ -15,7 +15,6 @@ and ``held_out`` (its fold). ``seen`` = train + val is what the leakage guard ch
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..atomic import write_json
 from ..errors import CheckpointError
 from ..training.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, SEGMENTER_KIND, WEIGHTS_FILE, _first_line,
                                    _jsonable, normalize, preprocessor_from_config, read_checkpoint_json, read_weights,
@@ -48,9 +48,7 @@ def write_fold_index(out: Path, architecture: str, folds: list[list[str]], extra
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, "kind": SEGMENTER_KIND,
            "architecture": architecture,
            "folds": [{"dir": FOLD_DIR.format(i), "held_out": list(f)} for i, f in enumerate(folds)], **_jsonable(dict(extra))}
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, out / CONFIG_FILE)
+    write_json(out / CONFIG_FILE, cfg)
 
 
 @dataclass

@@ -28,13 +28,14 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..atomic import save_torch, write_json
 from ..errors import CheckpointError, ConfigError, DataError, XaisegError
 from ..outputs import check_out_dir
 from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, _jsonable, normalize, read_weights,
                                    resolve_device, save_checkpoint)
 from ..training.curriculum import lr_factor
 from ..training.sources import epoch_order, open_training_data, subject_split
-from ..training.trainer import LOG_FILE, RESUME_FILE, _atomic_torch_save, _fingerprint, _Log, build_optimizer
+from ..training.trainer import LOG_FILE, RESUME_FILE, TEXT_LOG, _fingerprint, _Log, build_optimizer
 from .checkpoint import fold_dir, write_fold_index
 from .config import SegmentationConfig
 from .evaluate import evaluate
@@ -93,7 +94,7 @@ def train_segmenter(cfg: SegmentationConfig, *, on_epoch_end: Callable[[dict[str
             if fresh:
                 shutil.rmtree(out, ignore_errors=True)
             else:
-                (out / "train.log").unlink(missing_ok=True)
+                (out / TEXT_LOG).unlink(missing_ok=True)
         raise
 
 
@@ -299,9 +300,9 @@ def _end_epoch(setup: _Setup, run_dir: Path, model, optimizer, config, rec, stat
         f.write(json.dumps(_jsonable(rec)) + "\n")
     loop = {k: state[k] for k in ("epoch", "step", "lr", "best_val", "best_epoch", "bad_epochs", "elapsed_s",
                                   "stopped_early", "best_metrics", "history")}
-    _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "fingerprint": json.dumps(_fingerprint(cfg)), "loop": json.dumps(_jsonable(loop))},
-                       run_dir / RESUME_FILE)
+    save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "fingerprint": json.dumps(_fingerprint(cfg)), "loop": json.dumps(_jsonable(loop))},
+               run_dir / RESUME_FILE)
 
 
 def _resume(setup: _Setup, run_dir: Path, model, optimizer) -> dict[str, Any]:
@@ -344,9 +345,7 @@ def _finish(setup: _Setup, run_dir: Path, held_rows: torch.Tensor, loss_fn, stat
                       normalization=final["normalization"], device=setup.device, amp_ctx=setup.amp_ctx)
         metrics.update({f"held_out_{k}": v for k, v in hm.items()})
     final["metrics"] = metrics
-    tmp = cfg_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(final), indent=2) + "\n")
-    tmp.replace(cfg_path)
+    write_json(cfg_path, _jsonable(final))
     setup.log(f"{tag}done: best epoch {state['best_epoch']}, val Dice {_fmt(metrics.get('val_dice'))}"
               + (f", held-out Dice {_fmt(metrics['held_out_dice'])}" if "held_out_dice" in metrics else "")
               + f" ({state['elapsed_s']:.0f} s); checkpoint: {run_dir}")
@@ -360,9 +359,7 @@ def _summarise_folds(out: Path, result: SegmenterResult, log) -> None:
     index["metrics"] = {"held_out_dice_per_fold": per_fold,
                         "held_out_dice_mean": float(np.mean(scores)) if scores else None,
                         "wall_s": float(sum(m.get("wall_s", 0.0) for m in result.models.values()))}
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(index), indent=2) + "\n")
-    tmp.replace(out / CONFIG_FILE)
+    write_json(out / CONFIG_FILE, _jsonable(index))
     log(f"all {len(per_fold)} folds done: held-out Dice per fold {', '.join(_fmt(v) for v in per_fold)}, "
         f"mean {_fmt(index['metrics']['held_out_dice_mean'])}; segmenter: {out}")
 

@@ -1,47 +1,19 @@
-"""Slice-level detection metrics used in the training log (ICH yes/no from the ``any`` label)."""
+"""Slice-level detection metrics used in the training log (ICH yes/no from the ``any`` label).
+
+The AUC is the project's one Mann–Whitney AUC (:mod:`xaiseg.metrics.auc`, NaN labels dropped)."""
 from __future__ import annotations
 
 import numpy as np
 
-
-def _known(y_true: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Labels as bool and the scores, without the slices whose label is unknown (NaN): cast to
-    bool a NaN would count as positive."""
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    keep = ~np.isnan(y)
-    return (y[keep] > 0.5, *(np.asarray(s, dtype=np.float64).ravel()[keep] for s in scores))
-
-
-def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
-
-    NaN when only one class is present (the AUC is undefined, not 0.5). Unknown (NaN) labels
-    are left out.
-    """
-    from scipy.stats import rankdata
-
-    y, s = _known(y_true, score)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)  # average ranks for ties
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from ..metrics.auc import mann_whitney_auc as roc_auc
+from ..metrics.detection import detection_metrics as _benchmark_detection
 
 
 def detection_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC (from probabilities), accuracy, sensitivity and specificity at ``threshold``; unknown
-    (NaN) labels are left out."""
-    y, p = _known(y_true, prob)
-    pred = p >= threshold
-    tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    nan = float("nan")
-    return {
-        "auc": roc_auc(y, p),
-        "accuracy": (tp + tn) / len(y) if len(y) else nan,
-        "sensitivity": tp / n_pos if n_pos else nan,
-        "specificity": tn / n_neg if n_neg else nan,
-    }
+    """The training log's AUC, accuracy, sensitivity and specificity at ``threshold`` (those of
+    :func:`xaiseg.metrics.detection_metrics`); unknown (NaN) labels are left out."""
+    full = _benchmark_detection(y_true, prob, threshold)
+    return {k: full[k] for k in ("auc", "accuracy", "sensitivity", "specificity")}
 
 
 def per_label_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:

@@ -1,0 +1,140 @@
+"""What a benchmark run reads: the data set, the classifier, and each slice as the model and
+the scoring need it. Opened once, before the stages run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.base import check_item
+from ..errors import ConfigError
+from ..training.checkpoint import detection_probability
+from . import provenance
+from .config import BenchmarkConfig
+from .evaluate import SliceTruth
+from .timing import StageClock
+
+
+@dataclass
+class Classifier:
+    """The loaded classifier (what :func:`xaiseg.load_model` returns) and the logit it explains."""
+
+    loaded: Any  # .model, .config, .preprocessor (and .normalize)
+    checkpoint_dir: Path | None  # None for a model passed in memory
+    checkpoint_sha256: str
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.loaded.config)
+
+    @property
+    def target(self) -> int:
+        return int(self.loaded.config.get("target_index", 1))
+
+    @property
+    def task(self) -> str:
+        return str(self.loaded.config.get("task", "binary"))
+
+    def batch(self, images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+        """Preprocessed slices → the model's input batch on ``device``."""
+        x = torch.stack(images).to(device)
+        if hasattr(self.loaded, "normalize"):  # the checkpoint's per-channel normalisation, as in training
+            x = self.loaded.normalize(x)
+        return x
+
+    def probability(self, x: torch.Tensor) -> np.ndarray:
+        """P(hemorrhage) per slice of the batch, float64 on the host."""
+        with torch.no_grad():
+            return detection_probability(self.model(x), self.task, self.target).cpu().numpy().astype(np.float64)
+
+
+@dataclass
+class Inputs:
+    """The opened data set and classifier, and the paths they were resolved from."""
+
+    dataset: Any
+    records: list[Any]
+    data_path: Path | None
+    layout: str
+    classifier: Classifier
+    embedded: bool  # the no-argument default run: the built-in phantom
+
+
+def open_inputs(cfg: BenchmarkConfig, device: torch.device, clock: StageClock, dataset: Any = None,
+                model: Any = None) -> Inputs:
+    """Open ``cfg.data`` (or use the open ``dataset``) and load ``cfg.checkpoint`` (or use the
+    loaded ``model``) on ``device``."""
+    from .defaults import resolve_checkpoint, resolve_data
+
+    embedded = cfg.data is None and dataset is None
+    layout = cfg.layout
+    if dataset is None:
+        from ..data import open_dataset  # the data layer is only needed now
+
+        with clock("open data"):  # the first default run also generates the phantom here
+            data_path, layout = resolve_data(cfg.data, cfg.layout, progress=cfg.progress)
+        kwargs: dict[str, Any] = {"skip_bad": True} if cfg.skip_bad else {}
+        if cfg.brain_mask not in ("auto", "none"):
+            kwargs["brain_dir"] = Path(cfg.brain_mask)
+        try:
+            with clock("open data"):
+                dataset = open_dataset(data_path, layout, **kwargs)
+        except TypeError:
+            raise ConfigError(f"--brain-mask DIR is not supported for the {layout!r} layout; use auto or none") from None
+    else:
+        data_path = Path(cfg.data) if cfg.data is not None else None
+    if model is None:
+        from .. import load_model
+
+        with clock("load model"):
+            checkpoint_dir = resolve_checkpoint(cfg.checkpoint)
+            classifier = Classifier(load_model(checkpoint_dir, device=device), checkpoint_dir,
+                                    provenance.checkpoint_hash(checkpoint_dir))
+    else:
+        model.model.to(device)
+        classifier = Classifier(model, None, provenance.state_dict_hash(model.model))
+    classifier.model.eval()
+    return Inputs(dataset, list(dataset.records), data_path, layout, classifier, embedded)
+
+
+class SliceLoader:
+    """Reads a slice once and derives what the model and the scoring need from it."""
+
+    def __init__(self, dataset: Any, preprocessor: Any, brain_mode: str, clock: StageClock) -> None:
+        self.ds = dataset
+        self.pre = preprocessor
+        self.brain_mode = brain_mode  # "auto" or "none"
+        self.clock = clock
+
+    def load(self, sid: int) -> tuple[torch.Tensor, SliceTruth, dict]:
+        """(model input before normalisation, the slice's truth on its own grid, the raw item)."""
+        with self.clock("load"):
+            item = self.ds[sid]
+            check_item(item, f"{item.get('source') or 'item'} slice {item.get('slice', sid)}")  # NaN, bad spacing
+            hu = np.asarray(item["image"], dtype=np.float32)
+            # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
+            gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)
+        with self.clock("preprocess"):
+            brain = None
+            if self.brain_mode != "none":
+                brain = item.get("brain")
+                if brain is None:
+                    brain = _auto_brain(hu, item["spacing"])
+                brain = np.asarray(brain) > 0
+            image, _m, _b, geometry = self.pre(hu)
+            x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+        spacing = tuple(float(s) for s in item["spacing"])
+        return x, SliceTruth(gt=gt, spacing=spacing, brain=brain, geometry=geometry), item
+
+
+def _auto_brain(hu: np.ndarray, spacing: Any) -> np.ndarray:
+    from ..data import brain as brain_mod
+
+    return np.asarray(brain_mod.brain_mask(hu, spacing))

@@ -1,0 +1,144 @@
+"""Stage 2, the *maps pass*: per batch, one classifier forward for the slices' probabilities,
+then every producer's maps (seeded per producer and batch), cached as float16 on the model
+grid; each slice's threshold-free scores and Dice-vs-threshold curve go to ``slices.csv`` as
+soon as a (producer, batch) unit is done. This pass is what ``--resume`` continues: it skips
+the units the journal says are done.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.constants import SUBTYPES
+from ..errors import XaisegError
+from ..metrics import Metric
+from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
+from .inputs import Classifier, SliceLoader
+from .journal import Journal
+from .producers import MapProducer
+from .select import Selection, labels_of, record_field
+from .timing import StageClock
+
+
+@dataclass
+class MapsContext:
+    """What the maps pass reads."""
+
+    selection: Selection
+    records: Sequence[Any]
+    slices: SliceLoader
+    classifier: Classifier
+    metrics: Sequence[Metric]
+    grid: np.ndarray  # the thresholds the Dice curves are sampled at (the strategy's grid)
+    seed: int
+    device: torch.device
+    clock: StageClock
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class MapsPassResult:
+    """The (producer, batch) units this attempt computed (a resumed run skips the rest)."""
+
+    fresh_units: list[tuple[str, int]]
+
+
+def unit_seed(seed: int, method: str, batch: int) -> int:
+    # stable across processes (Python's hash() is salted), so a resumed unit draws the same numbers
+    return zlib.crc32(f"{seed}:{method}:{batch}".encode()) & 0x7FFFFFFF
+
+
+def slice_columns(metrics: Sequence[Metric]) -> list[str]:
+    """The columns of slices.csv."""
+    free = [m.name for m in metrics if not m.thresholded]
+    thr = [m.name for m in metrics if m.thresholded]
+    return (["method", "slice_id", "batch", "subject", "slice", "fold", "role", *SUBTYPES, "any", "prob",
+             "spacing_row_mm", "spacing_col_mm", "gt_area_px"] + free + ["map_seconds", "threshold"] + thr
+            + ["pred_area_px", "pred_area_mm2"])
+
+
+def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journal,
+              after_unit: Callable[[str, int], None] | None = None) -> MapsPassResult:
+    """Compute and store every (producer, batch) unit not yet done. ``after_unit`` is a test
+    hook called after every finished unit (raise from it to simulate a crash)."""
+    batches, done = ctx.selection.batches, journal.done
+    fresh = [(p.label, b) for b in range(len(batches)) for p in producers if (p.label, b) not in done]
+    bar = tqdm(total=len(fresh), desc="maps", unit="unit", disable=not ctx.progress)
+    out_dir = journal.out_dir
+    try:
+        for b, ids in enumerate(batches):
+            missing = [p for p in producers if (p.label, b) not in done]
+            if not missing:
+                continue
+            loaded = [ctx.slices.load(sid) for sid in ids]
+            with ctx.clock("preprocess"):
+                x = ctx.classifier.batch([s[0] for s in loaded], ctx.device)
+            with ctx.clock("classify"):
+                probs = ctx.classifier.probability(x)
+            for producer in missing:
+                _unit(ctx, producer, b, ids, loaded, x, probs, journal)
+                bar.update(1)
+                bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
+                if after_unit is not None:
+                    after_unit(producer.label, b)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
+              f"`xaiseg benchmark <same options> --resume --out {out_dir}`", file=sys.stderr, flush=True)
+        raise
+    except XaisegError as exc:  # e.g. a NaN voxel, a truncated file: seen only when its slice is read
+        bar.close()  # ends the progress line, so the error gets a line of its own
+        raise type(exc)(f"{exc} (the finished batches are saved in {out_dir}; once the input is fixed, "
+                        f"continue with --resume --out {out_dir})") from None
+    bar.close()
+    return MapsPassResult(fresh)
+
+
+def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, x: torch.Tensor,
+          probs: np.ndarray, journal: Journal) -> None:
+    """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store."""
+    torch.manual_seed(unit_seed(ctx.seed, producer.label, b))
+    with ctx.clock("attribution"):
+        t0 = time.perf_counter()
+        q = quantize(producer.maps(x))  # includes the copy to the host (a CUDA sync)
+        dt = time.perf_counter() - t0
+    rows, curves = [], []
+    with ctx.clock("metrics"):
+        for j, sid in enumerate(ids):
+            _x, truth, item = loaded[j]
+            sal = evaluation_map(q[j], truth)
+            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid), probs[j])
+            row["map_seconds"] = dt / len(ids)
+            if row["role"] == "positive":
+                row.update(threshold_free_scores(sal, truth, ctx.metrics))
+            curves.append(curve(sal, truth, ctx.grid))
+            rows.append(row)
+    with ctx.clock("store"):
+        journal.store.write_unit(producer.label, b, {"maps": q, "curves": np.stack(curves)}, rows)
+
+
+def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: SliceTruth, fold: int,
+             prob: float) -> dict:
+    """A slice's row of slices.csv before any score: who it is, its labels, its probability.
+    An unknown (NaN) ``any`` label is written empty, so detection leaves the slice out."""
+    labels = labels_of(record)
+    any_label = bool(labels[-1] > 0.5)
+    has_mask = bool(truth.gt.any())
+    role = "positive" if has_mask else ("unmasked" if any_label else "negative")
+    row: dict[str, Any] = {
+        "method": method, "slice_id": sid, "batch": batch,
+        "subject": str(item.get("subject", record_field(record, "subject"))),
+        "slice": int(item.get("slice", record_field(record, "slice"))), "fold": fold, "role": role,
+        "any": None if np.isnan(labels[-1]) else int(any_label), "prob": float(prob),
+        "spacing_row_mm": truth.spacing[0], "spacing_col_mm": truth.spacing[1], "gt_area_px": int(truth.gt.sum()),
+    }
+    for st, v in zip(SUBTYPES, labels[: len(SUBTYPES)]):
+        row[st] = int(v > 0.5)
+    return row
