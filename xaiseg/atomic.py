@@ -36,7 +36,9 @@ def _split_name(name: str) -> tuple[str, str]:
 def output_error(path: str | os.PathLike, exc: OSError, hint: str | None = None) -> OutputError:
     """The one-line error for an ``OSError`` raised while writing ``path``."""
     why = exc.strerror or str(exc) or type(exc).__name__
-    return OutputError(f"cannot write {str(path)!r}: {why}" + (f"; {hint}" if hint else ""))
+    err = OutputError(f"cannot write {str(path)!r}: {why}" + (f"; {hint}" if hint else ""))
+    err.errno, err.hinted = exc.errno, bool(hint)  # lets disk_errors add its hint to an unhinted one
+    return err
 
 
 # errors of the disk rather than of the input: full, over quota, read-only, failing
@@ -47,9 +49,17 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, err
 def disk_errors(where: str | os.PathLike, hint: str | Callable[[], str | None] | None = None) -> Iterator[None]:
     """A disk error (:data:`DISK_ERRNOS`) raised anywhere in the block -- by code that does not
     write through this module, e.g. a log being appended -- becomes one :class:`OutputError`
-    line naming the file (or ``where``); ``hint`` may be a callable, asked only then."""
+    line naming the file (or ``where``); ``hint`` may be a callable, asked only then. A disk
+    error already turned into an :class:`OutputError` by this module without a hint gets it too."""
     try:
         yield
+    except OutputError as exc:
+        if getattr(exc, "errno", None) not in DISK_ERRNOS or getattr(exc, "hinted", True):
+            raise
+        more = hint() if callable(hint) else hint
+        if not more:
+            raise
+        raise OutputError(f"{exc}; {more}") from None
     except OSError as exc:
         if exc.errno not in DISK_ERRNOS:
             raise
