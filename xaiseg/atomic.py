@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,13 +147,54 @@ def save_figure(fig: Any, path: str | os.PathLike, hint: str | None = None, **sa
 
 def save_safetensors(tensors: Mapping[str, Any], path: str | os.PathLike, metadata: Mapping[str, str] | None = None,
                      hint: str | None = None) -> Path:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    return atomic_write(path, lambda tmp: save_file(dict(tensors), str(tmp), metadata=dict(metadata or {})), hint)
+    def write(tmp: Path) -> None:
+        try:
+            save_file(dict(tensors), str(tmp), metadata=dict(metadata or {}))
+        except SafetensorError as exc:
+            # the Rust writer reports a full disk as text ("I/O error: ... (os error 28)"), not as
+            # an OSError: make it one, so that it is the same one line as every other write
+            code = re.search(r"\(os error (\d+)\)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
+
+    return atomic_write(path, write, hint)
 
 
 def save_torch(obj: Any, path: str | os.PathLike, hint: str | None = None) -> Path:
     """``torch.save`` (tensors and plain containers only: read back with ``weights_only=True``)."""
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), hint)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            out = _RecordingFile(fh)
+            try:
+                torch.save(obj, out)
+            except RuntimeError:
+                # torch's zip writer turns a failed write (a full disk) into a RuntimeError about
+                # stream positions; the OSError behind it is what the user needs to hear about
+                if out.error is not None:
+                    raise out.error from None
+                raise
+
+    return atomic_write(path, write, hint)
+
+
+class _RecordingFile:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` a write raised."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.name, self.error = fh, fh.name, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
