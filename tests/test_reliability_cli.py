@@ -101,7 +101,8 @@ def test_explain_full_disk_is_one_line_and_leaves_no_partial_file(assets, tmp_pa
     out = tmp_path / "maps.nii.gz"
     r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(scan), "--method", "centre-prior", "--device", "cpu",
                  "--out", str(out)])
-    _one_line_error(r, "maps.nii.gz", "No space left on device")
+    msg = _one_line_error(r, "maps.nii.gz", "No space left on device")
+    assert repr(str(out)) in msg and ".partial" not in msg  # the user's path, not a temporary one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii"]
 
 
