@@ -99,3 +99,22 @@ def test_nan_pixels_in_a_passed_in_dataset_are_bad_input(assets, tmp_path):
     with pytest.raises(DataError, match="1 NaN/Inf voxel"):
         run(dataset=WithNaN(), checkpoint=ckpt, methods=["centre-prior"], threshold="otsu", limit=4, batch_size=4,
             out=tmp_path / "o", figures=False, progress=False, device="cpu")
+
+
+def test_a_full_disk_while_caching_maps_says_free_space_then_resume(assets, tmp_path, monkeypatch):
+    # the real writer: numpy fails inside xaiseg.atomic, which already makes it an OutputError
+    out = tmp_path / "o"
+
+    def full(file, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("numpy.savez_compressed", full)
+    with pytest.raises(OutputError) as info:
+        _run(assets, out)
+    msg = str(info.value)
+    assert "No space left on device; free some space, then run the same command with --resume" in msg
+    assert "input is fixed" not in msg and "\n" not in msg
+    assert not list(out.rglob("*partial*"))
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    monkeypatch.undo()
+    assert json.loads(_run(assets, out, resume=True).paths["run_json"].read_text())["status"] == "complete"

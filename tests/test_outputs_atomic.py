@@ -115,7 +115,8 @@ def test_a_full_disk_leaves_the_old_file_and_says_one_line(tmp_path, monkeypatch
     path.write_bytes(b"the user's old file")
 
     def full_disk(*args, **kwargs):  # writes part of the file, then fails as a full disk does
-        target = next(a for a in args if ".partial" in str(a))
+        paths = [a.name if hasattr(a, "fh") else a for a in args]  # save_torch passes a file object
+        target = next(a for a in paths if ".partial" in str(a))
         with open(str(target), "wb") as fh:
             fh.write(b"half a file")
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -173,3 +174,42 @@ def test_a_value_json_cannot_hold_fails_before_the_file_is_touched(tmp_path):
     with pytest.raises(TypeError):
         atomic.write_json(path, {"x": object()})
     assert path.read_text() == "old" and _entries(tmp_path) == ["a.json"]
+
+
+_FSIZE_SCRIPT = """
+import resource, signal, sys
+import numpy as np, torch
+from xaiseg import atomic
+from xaiseg.errors import OutputError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+big = torch.from_numpy(np.random.default_rng(0).random((64, 64, 16)).astype('float32'))
+writers = {'safetensors': lambda p: atomic.save_safetensors({'w': big}, p + '.safetensors'),
+           'torch': lambda p: atomic.save_torch({'w': big}, p + '.pt'),
+           'npz': lambda p: atomic.save_npz(p + '.npz', a=big.numpy())}
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+for kind, write in writers.items():
+    try:
+        write(sys.argv[1] + '/' + kind)
+        print(kind, 'wrote')
+    except OutputError as exc:
+        print(kind, 'OutputError', exc)
+    except BaseException as exc:
+        print(kind, 'other', type(exc).__name__)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs RLIMIT_FSIZE")
+def test_the_real_library_writers_failing_on_disk_are_one_line(tmp_path):
+    # no mock: the libraries' own writers (safetensors' Rust one, torch's zip one) hit a real
+    # write error; each must come out as the one OutputError line, with nothing left behind
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    lines = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+    assert res.returncode == 0, res.stderr
+    for kind in ("safetensors", "torch", "npz"):
+        assert lines[kind].startswith("OutputError cannot write"), (kind, lines[kind])
+        assert "File too large" in lines[kind]
+    assert _entries(tmp_path) == []

@@ -101,7 +101,8 @@ def test_explain_full_disk_is_one_line_and_leaves_no_partial_file(assets, tmp_pa
     out = tmp_path / "maps.nii.gz"
     r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(scan), "--method", "centre-prior", "--device", "cpu",
                  "--out", str(out)])
-    _one_line_error(r, "maps.nii.gz", "No space left on device")
+    msg = _one_line_error(r, "maps.nii.gz", "No space left on device")
+    assert repr(str(out)) in msg and ".partial" not in msg  # the user's path, not a temporary one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii"]
 
 
@@ -135,6 +136,9 @@ def _set(key, value):
     (_set("in_chans", 1), "in_chans is 1 but there are 3 windows"),
     (_set("task", "segmentation"), "task is 'segmentation'"),
     (_set("class_names", ["a"]), "class_names has 1 names"),
+    (_set("class_names", "ab"), "class_names is 'ab'; it must be a list of strings"),
+    (_set("format_version", 99), "format_version is 99, newer than this xaiseg reads (1); upgrade xaiseg"),
+    (_set("format_version", "1"), "format_version is '1'"),
     (_set("normalization", {"mean": [0.5] * 3, "std": [0.5, 0.0, 0.5]}), "std must be > 0"),
     (_set("resize", 0), "resize is 0"),
     (_set("resize", 2.5), "resize is 2.5"),

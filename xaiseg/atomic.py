@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,9 @@ def _split_name(name: str) -> tuple[str, str]:
 def output_error(path: str | os.PathLike, exc: OSError, hint: str | None = None) -> OutputError:
     """The one-line error for an ``OSError`` raised while writing ``path``."""
     why = exc.strerror or str(exc) or type(exc).__name__
-    return OutputError(f"cannot write {str(path)!r}: {why}" + (f"; {hint}" if hint else ""))
+    err = OutputError(f"cannot write {str(path)!r}: {why}" + (f"; {hint}" if hint else ""))
+    err.errno, err.hinted = exc.errno, bool(hint)  # lets disk_errors add its hint to an unhinted one
+    return err
 
 
 # errors of the disk rather than of the input: full, over quota, read-only, failing
@@ -47,9 +50,17 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, err
 def disk_errors(where: str | os.PathLike, hint: str | Callable[[], str | None] | None = None) -> Iterator[None]:
     """A disk error (:data:`DISK_ERRNOS`) raised anywhere in the block -- by code that does not
     write through this module, e.g. a log being appended -- becomes one :class:`OutputError`
-    line naming the file (or ``where``); ``hint`` may be a callable, asked only then."""
+    line naming the file (or ``where``); ``hint`` may be a callable, asked only then. A disk
+    error already turned into an :class:`OutputError` by this module without a hint gets it too."""
     try:
         yield
+    except OutputError as exc:
+        if getattr(exc, "errno", None) not in DISK_ERRNOS or getattr(exc, "hinted", True):
+            raise
+        more = hint() if callable(hint) else hint
+        if not more:
+            raise
+        raise OutputError(f"{exc}; {more}") from None
     except OSError as exc:
         if exc.errno not in DISK_ERRNOS:
             raise
@@ -136,13 +147,54 @@ def save_figure(fig: Any, path: str | os.PathLike, hint: str | None = None, **sa
 
 def save_safetensors(tensors: Mapping[str, Any], path: str | os.PathLike, metadata: Mapping[str, str] | None = None,
                      hint: str | None = None) -> Path:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    return atomic_write(path, lambda tmp: save_file(dict(tensors), str(tmp), metadata=dict(metadata or {})), hint)
+    def write(tmp: Path) -> None:
+        try:
+            save_file(dict(tensors), str(tmp), metadata=dict(metadata or {}))
+        except SafetensorError as exc:
+            # the Rust writer reports a full disk as text ("I/O error: ... (os error 28)"), not as
+            # an OSError: make it one, so that it is the same one line as every other write
+            code = re.search(r"\(os error (\d+)\)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
+
+    return atomic_write(path, write, hint)
 
 
 def save_torch(obj: Any, path: str | os.PathLike, hint: str | None = None) -> Path:
     """``torch.save`` (tensors and plain containers only: read back with ``weights_only=True``)."""
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), hint)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            out = _RecordingFile(fh)
+            try:
+                torch.save(obj, out)
+            except RuntimeError:
+                # torch's zip writer turns a failed write (a full disk) into a RuntimeError about
+                # stream positions; the OSError behind it is what the user needs to hear about
+                if out.error is not None:
+                    raise out.error from None
+                raise
+
+    return atomic_write(path, write, hint)
+
+
+class _RecordingFile:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` a write raised."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.name, self.error = fh, fh.name, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()

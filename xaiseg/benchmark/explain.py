@@ -89,5 +89,6 @@ def explain_scan(
             out_vol[:, :, k] = vol["tf"].invert(evaluation_map(q[j], truths[j]))
     if out is None:
         return out_vol, None
-    save_like(img, out_vol, Path(out))  # atomic: a full disk or Ctrl-C never leaves a truncated --out
-    return out_vol, Path(out)
+    # save_like writes atomically: a full disk or Ctrl-C never leaves a truncated --out, and an
+    # error names --out itself (a second temporary around it would name its own temporary)
+    return out_vol, save_like(img, out_vol, Path(out))

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.constants import SUBTYPES
-from ..errors import XaisegError
+from ..errors import OutputError, XaisegError
 from ..metrics import Metric
 from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
 from .inputs import Classifier, SliceLoader
@@ -92,6 +92,9 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
         bar.close()
         print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
               f"`xaiseg benchmark <same options> --resume --out {out_dir}`", file=sys.stderr, flush=True)
+        raise
+    except OutputError:  # a full disk: the caller's disk_errors adds how to continue
+        bar.close()
         raise
     except XaisegError as exc:  # e.g. a NaN voxel, a truncated file: seen only when its slice is read
         bar.close()  # ends the progress line, so the error gets a line of its own

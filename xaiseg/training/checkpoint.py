@@ -127,6 +127,10 @@ def check_config(cfg: Mapping[str, Any], where: str) -> None:
     if missing:
         raise CheckpointError(f"{where} lacks {', '.join(missing)}; is it a config written by `xaiseg train`?")
     try:
+        if "format_version" in cfg:  # a newer layout may mean other things by the same fields
+            if _int_field(cfg, "format_version", 1) > FORMAT_VERSION:
+                raise ValueError(f"format_version is {cfg['format_version']}, newer than this xaiseg reads "
+                                 f"({FORMAT_VERSION}); upgrade xaiseg to load it")
         if not isinstance(cfg["timm_name"], str) or not isinstance(cfg["model_kwargs"], dict):
             raise ValueError("timm_name must be a string and model_kwargs a JSON object")
         if cfg["task"] not in ("binary", "subtypes"):
@@ -142,7 +146,10 @@ def check_config(cfg: Mapping[str, Any], where: str) -> None:
                 raise ValueError(f"window {w!r} has a width <= 0; widths must be > 0 HU")
         if "in_chans" in cfg and _int_field(cfg, "in_chans", 1) != len(windows):
             raise ValueError(f"in_chans is {cfg['in_chans']} but there are {len(windows)} windows (one channel each)")
-        if cfg.get("class_names") is not None and len(cfg["class_names"]) != n:
+        names = cfg.get("class_names")
+        if names is not None and (not isinstance(names, list) or not all(isinstance(c, str) for c in names)):
+            raise ValueError(f"class_names is {names!r}; it must be a list of strings")
+        if names is not None and len(names) != n:
             raise ValueError(f"class_names has {len(cfg['class_names'])} names for num_classes {n}")
         if cfg.get("resize") is not None:
             _int_field(cfg, "resize", 1)  # as `xaiseg train --resize` allows
