@@ -1,5 +1,5 @@
-"""Stage 2, the *maps pass*: per batch, one classifier forward for the slices' probabilities,
-then every producer's maps (seeded per producer and batch), cached as float16 on the model
+"""Stage 2, the *maps pass*: per batch, one forward of each classifier for the slices'
+probabilities, then every producer's maps (seeded per producer and batch), cached as float16 on the model
 grid; each slice's threshold-free scores and Dice-vs-threshold curve go to ``slices.csv`` as
 soon as a (producer, batch) unit is done. This pass is what ``--resume`` continues: it skips
 the units the journal says are done.
@@ -34,7 +34,6 @@ class MapsContext:
     selection: Selection
     records: Sequence[Any]
     slices: SliceLoader
-    classifier: Classifier
     metrics: Sequence[Metric]
     grid: np.ndarray  # the thresholds the Dice curves are sampled at (the strategy's grid)
     seed: int
@@ -55,11 +54,11 @@ def unit_seed(seed: int, method: str, batch: int) -> int:
     return zlib.crc32(f"{seed}:{method}:{batch}".encode()) & 0x7FFFFFFF
 
 
-def slice_columns(metrics: Sequence[Metric]) -> list[str]:
-    """The columns of slices.csv."""
+def slice_columns(metrics: Sequence[Metric], multi: bool = False) -> list[str]:
+    """The columns of slices.csv (a ``checkpoint`` column first when several classifiers run)."""
     free = [m.name for m in metrics if not m.thresholded]
     thr = [m.name for m in metrics if m.thresholded]
-    return (["method", "slice_id", "batch", "subject", "slice", "fold", "role", *SUBTYPES, "any", "prob",
+    return (["checkpoint"] * multi + ["method", "slice_id", "batch", "subject", "slice", "fold", "role", *SUBTYPES, "any", "prob",
              "spacing_row_mm", "spacing_col_mm", "gt_area_px"] + free + ["map_seconds", "threshold"] + thr
             + ["pred_area_px", "pred_area_mm2"])
 
@@ -78,11 +77,9 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             if not missing:
                 continue
             loaded = [ctx.slices.load(sid) for sid in ids]
-            with ctx.clock("preprocess"):
-                x = ctx.classifier.batch([s[0] for s in loaded], ctx.device)
-            with ctx.clock("classify"):
-                probs = ctx.classifier.probability(x)
+            inputs = _classify(ctx, [p.classifier for p in missing], loaded)
             for producer in missing:
+                x, probs = inputs[id(producer.classifier)]
                 _unit(ctx, producer, b, ids, loaded, x, probs, journal)
                 bar.update(1)
                 bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
@@ -101,10 +98,23 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     return MapsPassResult(fresh)
 
 
+def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list) -> dict[int, tuple[torch.Tensor, np.ndarray]]:
+    """Each classifier's input batch (its own normalisation) and P(hemorrhage) per slice."""
+    out: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+    for c in classifiers:
+        if id(c) in out:
+            continue
+        with ctx.clock("preprocess"):
+            x = c.batch([s[0] for s in loaded], ctx.device)
+        with ctx.clock("classify"):
+            out[id(c)] = (x, c.probability(x))
+    return out
+
+
 def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, x: torch.Tensor,
           probs: np.ndarray, journal: Journal) -> None:
     """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store."""
-    torch.manual_seed(unit_seed(ctx.seed, producer.label, b))
+    torch.manual_seed(unit_seed(ctx.seed, producer.seed_key, b))
     with ctx.clock("attribution"):
         t0 = time.perf_counter()
         q = quantize(producer.maps(x))  # includes the copy to the host (a CUDA sync)

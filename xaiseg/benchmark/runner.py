@@ -72,7 +72,8 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     metrics = registered_metrics()
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
-    producers = attribution_producers(cfg.specs, inputs.classifier)  # a method's bad option fails here
+    producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)  # a method's bad option fails here
+    labels = [p.label for p in producers]  # the rows: method (one classifier) or NAME/method, @SUBTYPE
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
         negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast
@@ -82,33 +83,35 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
                               seed=cfg.seed, strategy=strategy)
     record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio)
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
-    store = RunStore(out_dir, slice_columns(metrics), selection.batch_of)
-    journal = open_journal(cfg, out_dir, store, record, inputs, selection)
+    store = RunStore(out_dir, slice_columns(metrics, cfg.multi), selection.batch_of)
+    journal = open_journal(cfg, out_dir, store, record, inputs, selection, labels)
     if isinstance(journal, Completed):
         return BenchmarkResult(summary=journal.summary, paths=journal.paths, out=out_dir, config=record.config)
 
     slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
                          "none" if cfg.brain_mask == "none" else "auto", clock)
-    ctx = MapsContext(selection, inputs.records, slices, inputs.classifier, metrics, strategy.grid, cfg.seed,
-                      device, clock, cfg.progress)
+    ctx = MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress)
     maps = maps_pass(ctx, producers, journal, _after_unit)
-    methods = cfg.method_labels
-    by_key = read_rows(store, methods, selection.slice_ids)
-    curves = collect_curves(store, selection, methods, by_key)
+    by_key = read_rows(store, labels, selection.slice_ids)
+    curves = collect_curves(store, selection, labels, by_key)
     with clock("thresholds"):
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
-    scores = scores_pass(store, slices, selection, methods, by_key, strategy, thresholds, metrics, clock,
+    scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
                          progress=cfg.progress)
-    return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start)
+    checkpoint_of = {p.label: p.classifier.name for p in producers} if cfg.multi else None
+    return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
+                  labels, checkpoint_of)
 
 
 def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection: Selection, metrics: list[Metric],
            curves: Curves, thresholds: FoldThresholds, maps: MapsPassResult, scores: ScoresPassResult,
-           clock: StageClock, t_start: float) -> BenchmarkResult:
+           clock: StageClock, t_start: float, methods: list[str],
+           checkpoint_of: dict[str, str] | None = None) -> BenchmarkResult:
     """Stage 5: figures, the summary (from slices.csv as read back from disk), its CSVs, and
-    run.json marked complete; the map cache is removed unless ``keep_cache``."""
-    out_dir, store, methods = journal.out_dir, journal.store, cfg.method_labels
+    run.json marked complete; the map cache is removed unless ``keep_cache``. ``methods``: the
+    row labels; ``checkpoint_of``: each one's classifier name when the run has several."""
+    out_dir, store = journal.out_dir, journal.store
     paths: dict[str, Any] = {}
     if scores.maps is not None:
         paths["maps"] = scores.maps
@@ -117,7 +120,7 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
     with clock("report"):
         rows = store.read_rows()
         wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in methods}
-        summary = summarize(rows, methods, metrics, thresholds, wall)
+        summary = summarize(rows, methods, metrics, thresholds, wall, checkpoint_of)
         summary["config"] = record.config
         paths.update(write_summary(summary, out_dir, cfg.strategy.spec))
     if cfg.figures:
@@ -133,7 +136,7 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
                           sum(len(batches[b]) for _m, b in fresh))
     journal.write(status="complete", finished=_dt.datetime.now().isoformat(timespec="seconds"),
                   elapsed_s=elapsed,  # this attempt only
-                  method_wall_s=wall, detection=summary.get("detection"),
+                  method_wall_s=wall, detection=summary.get("detection", summary.get("detection_by_checkpoint")),
                   timing=timing)  # this attempt only: a resumed attempt skips the finished units
     paths["run_json"] = journal.run_json
     paths["slices_csv"] = store.csv_path

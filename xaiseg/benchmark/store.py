@@ -24,6 +24,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .checkpoints import row_label, split_label
+
 SLICES_CSV = "slices.csv"
 CACHE_DIR = "cache"
 
@@ -60,6 +62,13 @@ class RunStore:
         self.batch_of = batch_of  # slice id → batch index, fixed by the config
         self.csv_path = self.out / SLICES_CSV
         self.cache = self.out / CACHE_DIR
+        # several classifiers: a row's label NAME/method is written as a checkpoint and a method cell
+        self.multi = "checkpoint" in columns
+
+    def _on_disk(self, rows: list[dict]) -> list[dict]:
+        if not self.multi:
+            return rows
+        return [r | dict(zip(("checkpoint", "method"), split_label(r["method"], True))) for r in rows]
 
     # -- writing ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -77,7 +86,8 @@ class RunStore:
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
         buf = io.StringIO()
-        csv.DictWriter(buf, self.columns, lineterminator="\n").writerows([{k: fmt(r.get(k)) for k in self.columns} for r in rows])
+        csv.DictWriter(buf, self.columns, lineterminator="\n").writerows(
+            [{k: fmt(r.get(k)) for k in self.columns} for r in self._on_disk(rows)])
         with open(self.csv_path, "a", newline="") as fh:
             fh.write(buf.getvalue())
             fh.flush()
@@ -96,7 +106,11 @@ class RunStore:
         if text and not text.endswith("\n"):  # a write cut short by a crash
             text = text[: text.rfind("\n") + 1]
         rows = list(csv.DictReader(io.StringIO(text)))
-        return [r for r in rows if None not in r and all(v is not None for v in r.values())]
+        rows = [r for r in rows if None not in r and all(v is not None for v in r.values())]
+        if self.multi:  # back to the row labels the stages use
+            for r in rows:
+                r["method"] = row_label(r.get("checkpoint"), r["method"])
+        return rows
 
     def recover(self, methods: Iterable[str], slice_ids: list[int]) -> set[tuple[str, int]]:
         """Keep only complete (method, batch) units, rewrite the CSV with exactly their rows and
@@ -127,7 +141,8 @@ class RunStore:
         with open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, self.columns, lineterminator="\n")
             w.writeheader()
-            w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns} for r in rows])
+            w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns}
+                         for r in self._on_disk(rows)])
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.csv_path)
