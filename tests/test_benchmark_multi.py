@@ -189,3 +189,23 @@ def test_checkpoint_options_fail_in_one_line(assets, tmp_path):
         run(data=data, checkpoint=binary, targets="every", out=tmp_path / "d", **SMALL)
     with pytest.raises(ConfigError, match="NAME=DIR"):
         run(data=data, checkpoint=["b@d=x"], out=tmp_path / "e", **SMALL)
+
+
+def test_command_line_runs_two_classifiers_with_figures(assets, tmp_path):
+    from click.testing import CliRunner
+
+    from xaiseg.cli import main
+
+    data, binary, subtypes = assets
+    common = ["benchmark", "--data", str(data), "--methods", "saliency", "--limit", "8", "--folds", "2",
+              "--device", "cpu"]
+    r = CliRunner().invoke(main, [*common, "--checkpoint", f"bin={binary}", "--checkpoint", str(subtypes),
+                                  "--targets", "subtypes", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "bin/saliency " in r.output and "subtypes/saliency@subdural " in r.output
+    assert "classifier bin detection: AUC" in r.output and "classifier subtypes detection: AUC" in r.output
+    assert (tmp_path / "o" / "figures" / "dice-by-method.png").exists()
+    r = CliRunner().invoke(main, [*common, "--checkpoint", str(binary), "--checkpoint", str(binary),
+                                  "--out", str(tmp_path / "p")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "names binary more than once" in r.output
+    assert not (tmp_path / "p").exists()  # checked before any work
