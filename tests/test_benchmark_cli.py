@@ -105,10 +105,11 @@ def test_explain_command(assets, tmp_path):
     ref = nib.load(data / "ct_scans" / "001.nii")
     m = nib.load(out)
     assert m.shape == ref.shape and np.allclose(m.affine, ref.affine)
-    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(tmp_path / "none.nii"), "--out", str(out)])
+    fresh = tmp_path / "new.nii.gz"
+    r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(tmp_path / "none.nii"), "--out", str(fresh)])
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "file not found" in r.output
     r = _invoke(["explain", "--checkpoint", str(ckpt), "--input", str(data / "ct_scans" / "001.nii"),
-                 "--method", "nope", "--out", str(out)])
+                 "--method", "nope", "--out", str(fresh)])
     assert r.exit_code == 1 and r.output.startswith("Error: unknown method 'nope'")
     blocker = tmp_path / "afile.txt"
     blocker.write_text("x")

@@ -20,3 +20,7 @@ class CheckpointError(XaisegError, ValueError):
 
 class ConfigError(XaisegError, ValueError):
     """An option or combination of options is invalid."""
+
+
+class OutputError(XaisegError):
+    """An output cannot be written: the folder is in use or not ours, the disk is full, ..."""

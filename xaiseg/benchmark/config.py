@@ -108,7 +108,10 @@ class BenchmarkConfig:
         if self.resume and self.out is None:
             raise ConfigError("--resume needs --out: the folder of the run to continue")
         if self.out is not None:
-            check_out_dir(self.out)
+            from ..output_folder import check_output_folder
+            from .journal import BENCHMARK_OUTPUT
+
+            check_output_folder(self.out, BENCHMARK_OUTPUT)  # new, empty or a benchmark run's own
             if self.resume and not (Path(self.out) / "run.json").exists():
                 raise ConfigError(f"--resume: {str(self.out)!r} holds no benchmark run to continue (run.json is "
                                   "missing); drop --resume to start one")

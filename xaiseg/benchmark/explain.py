@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..method_spec import build_method, method_class, parse_method_spec
-from ..outputs import check_out_file
+from ..atomic import atomic_path
+from ..outputs import check_new_file
 from .evaluate import SliceTruth, evaluation_map, quantize
 from .nifti_maps import save_like
 
@@ -30,15 +31,19 @@ def explain_scan(
     batch_size: int = 8,
     progress: bool = True,
     method_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> tuple[np.ndarray, Path | None]:
     """Maps of every axial slice of the NIfTI scan ``input`` (voxel grid of the file, float32
     in [0, 1]); written to ``out`` (NIfTI, same affine and header) when given.
 
     ``brain_mask``: ``auto`` (computed from HU per slice), ``none``, or a NIfTI brain mask on
-    the scan's grid.
+    the scan's grid. ``out`` must not be an input (the scan, the brain mask, the checkpoint's
+    files); an existing ``out`` is replaced only with ``overwrite``, and atomically (written to
+    a temporary name, renamed when complete).
     """
     from .. import load_model
     from ..data.brain import brain_mask as auto_brain
+    from ..data.base import check_finite
     from ..data.nifti import load_volume, open_nifti, slice_item
 
     spec = parse_method_spec(method)
@@ -46,7 +51,9 @@ def explain_scan(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if out is not None:
-        check_out_file(out)
+        ckpt = Path(checkpoint)
+        inputs = [Path(input), ckpt, ckpt / "model.safetensors", ckpt / "config.json"]
+        check_new_file(out, inputs + ([] if str(brain_mask) in ("auto", "none") else [Path(brain_mask)]), overwrite)
         if not str(out).endswith((".nii", ".nii.gz")):
             raise ConfigError(f"--out {str(out)!r} must end in .nii or .nii.gz (a NIfTI file)")
     src = Path(input)
@@ -59,10 +66,11 @@ def explain_scan(
     loaded = load_model(checkpoint, device=device)
     explainer = build_method(cls, spec, loaded.model, **(method_options or {}))
     vol = load_volume(src, None, brain_file)
+    check_finite(np.asarray(vol["ct"]), str(src))  # the whole scan, before the maps pass
     n = int(vol["ct"].shape[2])
     out_vol = np.zeros(tuple(vol["ct"].shape), dtype=np.float32)
-    target = int(loaded.config["target_index"])
-    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=not progress):
+    target = loaded.target_index
+    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=None if progress else True):  # None: quiet off a terminal
         ks = list(range(start, min(n, start + batch_size)))
         xs, truths = [], []
         for k in ks:
@@ -80,5 +88,8 @@ def explain_scan(
         q = quantize(explainer.attribute(x, target=target))
         for j, k in enumerate(ks):
             out_vol[:, :, k] = vol["tf"].invert(evaluation_map(q[j], truths[j]))
-    path = save_like(img, out_vol, Path(out)) if out is not None else None
-    return out_vol, path
+    if out is None:
+        return out_vol, None
+    with atomic_path(out) as tmp:  # a full disk or Ctrl-C never leaves a truncated --out
+        save_like(img, out_vol, tmp)
+    return out_vol, Path(out)

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import save_figure
+
 
 def _plt():
     import matplotlib
@@ -48,7 +50,7 @@ def overlay_montage(method: str, samples: list[tuple[Any, Any, np.ndarray, float
     fig.suptitle(f"{method}: ground truth (green), map and mask (red)", fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.04, hspace=0.12)  # tight_layout is slow
     path = Path(out_dir) / f"montage-{safe_name(method)}.png"
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -73,7 +75,7 @@ def dice_bars(summary: dict, out_dir: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(out_dir) / "dice-by-method.png"
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -96,6 +98,6 @@ def dice_curves(curves: dict[str, np.ndarray], grid: np.ndarray, thresholds: dic
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out_dir) / "dice-vs-threshold.png"
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.base import check_item
 from ..errors import ConfigError
 from ..training.checkpoint import detection_probability
 from . import provenance
@@ -150,6 +151,7 @@ class SliceLoader:
         """(model input before normalisation, the slice's truth on its own grid, the raw item)."""
         with self.clock("load"):
             item = self.ds[sid]
+            check_item(item, f"{item.get('source') or 'item'} slice {item.get('slice', sid)}")  # NaN, bad spacing
             hu = np.asarray(item["image"], dtype=np.float32)
             # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
             gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)

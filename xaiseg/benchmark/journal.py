@@ -17,7 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
+from ..atomic import write_json
 from ..errors import ConfigError
+from ..output_folder import Owner
 from ..metrics import Metric
 from . import provenance
 from .config import BenchmarkConfig
@@ -89,6 +91,11 @@ def _checkpoints_sha256(classifiers: Sequence[Classifier]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# run.json of any version (the .xaiseg.json marker is newer): the folder is the benchmark's own
+BENCHMARK_OUTPUT = Owner("xaiseg benchmark", (("run.json", lambda r: isinstance(r, dict) and "config_key" in r
+                                                                and "status" in r),))
+
+
 @dataclass
 class Journal:
     """The output folder of a run being computed: its store, run.json, and the (method, batch)
@@ -105,7 +112,13 @@ class Journal:
 
     def write(self, **updates: Any) -> None:
         self.meta.update(updates)
-        self.run_json.write_text(json.dumps(self.meta, indent=2, default=str) + "\n")
+        write_json(self.run_json, self.meta, default=str)
+
+    def failed(self, exc: BaseException) -> None:
+        """Record that this attempt did not finish (``--resume`` continues it)."""
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.write(status="failed" if isinstance(exc, Exception) else "interrupted", error=why,
+                   finished=_dt.datetime.now().isoformat(timespec="seconds"))
 
 
 @dataclass(frozen=True)
@@ -161,5 +174,5 @@ def _completed(cfg: BenchmarkConfig, out_dir: Path) -> Completed:
     if cfg.progress:
         print(f"{out_dir}: this run is already complete; nothing to resume", flush=True)
     # the keys of a fresh run: summary.csv -> summary_csv, run.json -> run_json, ...
-    paths = {p.name.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file()}
+    paths = {p.name.replace(".", "_"): p for p in out_dir.glob("*.*") if p.is_file() and not p.name.startswith(".")}
     return Completed(summary, paths)

@@ -74,7 +74,6 @@ def save_like(ref_img, volume: np.ndarray, path: Path) -> Path:
     out.header.set_slope_inter(1.0, 0.0)
     out.set_qform(ref_img.get_qform(), code=int(ref_img.header["qform_code"]))
     out.set_sform(ref_img.get_sform(), code=int(ref_img.header["sform_code"]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(out, str(path))
-    return path
+    from ..atomic import save_nifti
+
+    return save_nifti(out, Path(path))

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..data.constants import SUBTYPES
 from ..metrics import Metric, detection_metrics
 from .checkpoints import split_label
@@ -118,7 +119,7 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     paths = {"summary_json": out / "summary.json", "summary_csv": out / "summary.csv",
              "summary_by_subtype_csv": out / "summary_by_subtype.csv",
              "summary_by_subject_csv": out / "summary_by_subject.csv"}
-    paths["summary_json"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    write_json(paths["summary_json"], _clean(summary))
     names = summary["metrics"]
     multi = "detection_by_checkpoint" in summary
     det_keys = ["auc", "accuracy", "sensitivity", "specificity", "precision", "f1"]
@@ -171,7 +172,7 @@ def _label_cells(label: str, multi: bool) -> dict[str, str]:
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols, lineterminator="\n")
         w.writeheader()
         w.writerows([{k: fmt(r.get(k)) for k in cols} for r in rows])

@@ -23,12 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..atomic import disk_errors
 from ..metrics import BUILTIN_ORDER, Metric
+from ..output_folder import output_folder
 from ..registry import get_metric, list_metrics
 from ..training.checkpoint import resolve_device
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
-from .journal import Completed, Journal, RunRecord, describe_run, open_journal
+from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
 from .maps_pass import MapsContext, MapsPassResult, maps_pass, slice_columns
 from .producers import attribution_producers
 from .report import summarize, write_summary
@@ -83,10 +85,25 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
                               seed=cfg.seed, strategy=strategy)
     record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio)
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
-    store = RunStore(out_dir, slice_columns(metrics, cfg.multi), selection.batch_of)
-    journal = open_journal(cfg, out_dir, store, record, inputs, selection, labels)
-    if isinstance(journal, Completed):
-        return BenchmarkResult(summary=journal.summary, paths=journal.paths, out=out_dir, config=record.config)
+    hint = f"free some space, then run the same command with --resume --out {out_dir}"
+    with output_folder(out_dir, BENCHMARK_OUTPUT), disk_errors(out_dir, hint):  # one run per folder
+        store = RunStore(out_dir, slice_columns(metrics, cfg.multi), selection.batch_of)
+        journal = open_journal(cfg, out_dir, store, record, inputs, selection, labels)
+        if isinstance(journal, Completed):
+            return BenchmarkResult(summary=journal.summary, paths=journal.paths, out=out_dir, config=record.config)
+        try:
+            return _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock, record, journal,
+                           _after_unit, t_start)
+        except BaseException as exc:
+            journal.failed(exc)
+            raise
+
+
+def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock, record, journal, _after_unit,
+            t_start) -> BenchmarkResult:
+    """Stages 2-5 in a locked output folder whose journal is open."""
+    store, out_dir = journal.store, journal.out_dir
+    labels = [p.label for p in producers]
 
     slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
                          "none" if cfg.brain_mask == "none" else "auto", clock)

@@ -18,12 +18,14 @@ import io
 import math
 import os
 import re
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from ..atomic import atomic_path, save_npz
 from .checkpoints import row_label, split_label
 
 SLICES_CSV = "slices.csv"
@@ -81,10 +83,7 @@ class RunStore:
 
     def write_unit(self, method: str, batch: int, arrays: dict[str, np.ndarray], rows: list[dict]) -> None:
         path = self.cache_file(method, batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        save_npz(path, **arrays)
         buf = io.StringIO()
         csv.DictWriter(buf, self.columns, lineterminator="\n").writerows(
             [{k: fmt(r.get(k)) for k in self.columns} for r in self._on_disk(rows)])
@@ -102,15 +101,25 @@ class RunStore:
     def read_rows(self) -> list[dict[str, str]]:
         if not self.csv_path.exists():
             return []
-        text = self.csv_path.read_text()
+        # bytes a crash or a bad disk left behind are dropped with their rows, never decoded as data
+        text = self.csv_path.read_bytes().decode("utf-8", errors="replace")
         if text and not text.endswith("\n"):  # a write cut short by a crash
             text = text[: text.rfind("\n") + 1]
-        rows = list(csv.DictReader(io.StringIO(text)))
+        lines = [ln for ln in text.splitlines(keepends=True) if "\ufffd" not in ln and "\x00" not in ln]
+        rows = list(csv.DictReader(io.StringIO("".join(lines))))
         rows = [r for r in rows if None not in r and all(v is not None for v in r.values())]
         if self.multi:  # back to the row labels the stages use
             for r in rows:
                 r["method"] = row_label(r.get("checkpoint"), r["method"])
         return rows
+
+    def _readable(self, method: str, batch: int) -> bool:
+        """A cached unit that opens with both arrays; a truncated or garbled one is recomputed."""
+        try:
+            with np.load(self.cache_file(method, batch)) as z:
+                return {"maps", "curves"} <= set(z.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
     def recover(self, methods: Iterable[str], slice_ids: list[int]) -> set[tuple[str, int]]:
         """Keep only complete (method, batch) units, rewrite the CSV with exactly their rows and
@@ -129,23 +138,20 @@ class RunStore:
                 seen.setdefault((m, self.batch_of[sid]), {})[sid] = r
         done = {
             unit for unit, rows in seen.items()
-            if set(rows) == expected.get(unit[1], set()) and self.cache_file(*unit).exists()
+            if set(rows) == expected.get(unit[1], set()) and self._readable(*unit)
         }
         keep = [r for unit in sorted(done) for _, r in sorted(seen[unit].items())]
         self._write_all(keep)
         return done
 
     def _write_all(self, rows: list[dict]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, self.columns, lineterminator="\n")
             w.writeheader()
             w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns}
                          for r in self._on_disk(rows)])
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.csv_path)
 
     def rewrite(self, rows: list[dict]) -> None:
         """Replace the CSV atomically (the final pass fills the threshold-dependent columns)."""

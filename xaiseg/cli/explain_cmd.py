@@ -12,16 +12,18 @@ import click
 @click.option("--brain-mask", default="auto", show_default=True, help="auto (computed from HU) | none | a brain-mask NIfTI on the scan's grid.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True)
-def explain(checkpoint, input_, method, out, brain_mask, device, batch_size) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists (never an input file).")
+def explain(checkpoint, input_, method, out, brain_mask, device, batch_size, overwrite) -> None:
     """Write the maps of every axial slice of a scan as a NIfTI volume in [0, 1].
 
     The maps are made exactly as in `xaiseg benchmark` (back on the original slice grid,
     multiplied by the brain mask, min-max normalised per slice) and saved with the input's
-    affine and header, so they overlay the scan in 3D Slicer or ITK-SNAP.
+    affine and header, so they overlay the scan in 3D Slicer or ITK-SNAP. --out is never an
+    input (refused up front) and an existing file is replaced only with --overwrite.
     """
     from ..benchmark.defaults import resolve_checkpoint
     from ..benchmark.explain import explain_scan
 
     _vol, path = explain_scan(resolve_checkpoint(checkpoint), input_, method=method, out=out, brain_mask=brain_mask,
-                              device=device, batch_size=batch_size)
+                              device=device, batch_size=batch_size, overwrite=overwrite)
     click.echo(f"wrote {path}")

@@ -1,6 +1,7 @@
 """``xaiseg train``: train the weakly supervised (slice-label) classifier that the methods explain."""
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 
@@ -16,7 +17,7 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
         wins = tuple(tuple(float(v) for v in part.split(",")) for part in text.split(";") if part.strip())
     except ValueError:
         wins = ()
-    if not wins or any(len(w) != 2 or w[1] <= 0 for w in wins):
+    if not wins or any(len(w) != 2 or not all(math.isfinite(v) for v in w) or w[1] <= 0 for w in wins):
         raise ConfigError(f"--windows takes 'centre,width;centre,width;...' in HU with widths > 0, got {text!r}")
     return wins  # type: ignore[return-value]
 
@@ -98,7 +99,19 @@ def train(**o) -> None:
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )
-    from ..data.base import quiet_skip_warnings
+    from pathlib import Path
 
-    with quiet_skip_warnings():  # the training log says what --skip-bad skipped
-        run(cfg)
+    from ..atomic import disk_errors
+    from ..data.base import quiet_skip_warnings
+    from ..output_folder import output_folder
+    from ..training.checkpoint import TRAIN_OUTPUT
+
+    def hint() -> str:  # asked only when the disk fails: can the run continue?
+        if (Path(cfg.out) / "resume.pt").is_file():
+            return "free some space, then continue the run with the same command and --resume"
+        return "free some space and run the command again"
+
+    cfg.validate()  # before --out is taken: a bad option leaves no folder behind
+    # --out: new, empty or a training run's own folder, locked while the run lasts
+    with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):
+        run(cfg)  # quiet_skip_warnings: the training log says what --skip-bad skipped

@@ -145,6 +145,39 @@ def check_finite(arr: np.ndarray, where: str) -> None:
         raise DataError(f"{where}: {n} NaN/Inf voxel(s)")
 
 
+def check_spacing(spacing: Any, where: str) -> tuple[float, float]:
+    """(row_mm, col_mm), both finite and > 0; anything else is a DataError (never a silent 1 mm)."""
+    try:
+        sp = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        sp = ()
+    if len(sp) != 2 or not all(np.isfinite(s) and s > 0 for s in sp):
+        raise DataError(f"{where}: pixel spacing is {spacing!r}; it must be two finite sizes > 0 mm (row, column)")
+    return sp  # type: ignore[return-value]
+
+
+def check_item(item: Any, where: str) -> None:
+    """What the benchmark and training need of an item of *any* data set (one passed in, not
+    only ours): a finite 2-D image, a valid spacing, masks of the image's shape. Raises
+    DataError naming ``where`` -- bad input as the file loaders report it."""
+    if not isinstance(item, dict) or "image" not in item:
+        raise DataError(f"{where}: an item must be a dict with an 'image' (see docs/data.md)")
+    image = np.asarray(item["image"])
+    if image.ndim != 2 or min(image.shape) == 0:
+        raise DataError(f"{where}: image of shape {image.shape}; expected one 2-D slice (H, W)")
+    if image.dtype.kind not in "biuf":
+        raise DataError(f"{where}: image of dtype {image.dtype}; expected numbers (HU)")
+    check_finite(image, where)
+    check_spacing(item.get("spacing"), where)
+    for key in ("mask", "brain"):
+        if item.get(key) is not None:
+            m = np.asarray(item[key])
+            if m.shape != image.shape:
+                raise DataError(f"{where}: {key} of shape {m.shape} differs from the image's {image.shape}")
+            if m.dtype.kind == "f":
+                check_finite(m, f"{where} ({key})")
+
+
 class CTSliceDataset(Dataset):
     """Base class: ``records`` plus lazy ``__getitem__``; subclasses implement ``_load(record)``."""
 

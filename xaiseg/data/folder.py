@@ -25,7 +25,9 @@ import numpy as np
 from ..errors import DataError
 from .base import BadInput, CTSliceDataset, LabelRows, LRUCache, SliceRecord, check_finite, label_vector
 from .constants import SUBTYPES
+from .files import open_text
 from .nifti import (
+    check_image_geometry,
     check_same_grid,
     into_image_order,
     load_volume,
@@ -37,11 +39,16 @@ from .nifti import (
 )
 
 
-def _nifti_files(folder: Path) -> dict[str, Path]:
+def _nifti_files(folder: Path, bad: BadInput | None = None) -> dict[str, Path]:
+    """NIfTI-named entries of ``folder`` by name (whatever they are: opening one that is not a
+    regular file is bad input, reported then). With ``bad`` (the images folder), any other
+    visible entry is bad input too: a subject never vanishes without a word."""
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         stem = nifti_stem(p)
-        if stem is None or not p.is_file():
+        if stem is None:
+            if bad is not None and not p.name.startswith("."):
+                bad(f"{p}: not a NIfTI file (.nii or .nii.gz) in {folder.name}/; remove it or pass --skip-bad")
             continue
         if stem in out:
             raise DataError(f"{folder}: both {out[stem].name} and {p.name} exist; keep one")
@@ -87,7 +94,7 @@ class FolderDataset(CTSliceDataset):
         self._cache = LRUCache(cache_volumes)
         bad = BadInput(skip_bad, str(self.root))
 
-        images = _nifti_files(self.image_dir)
+        images = _nifti_files(self.image_dir, bad)
         masks = _nifti_files(self.mask_dir)
         brains = _nifti_files(self.brain_dir) if self.brain_dir is not None else {}
         if not images:
@@ -102,6 +109,7 @@ class FolderDataset(CTSliceDataset):
                 if name not in masks:
                     raise DataError(f"{img_path}: no mask named {name}.nii[.gz] in {self.mask_dir}")
                 img = open_nifti(img_path)
+                check_image_geometry(img, img_path)
                 n_slices = volume_shape(img, img_path)[2]
                 m_img = open_nifti(masks[name])
                 check_same_grid(m_img, img, masks[name], img_path)
@@ -129,9 +137,7 @@ class FolderDataset(CTSliceDataset):
         or with ``skip_bad`` drops its image (all of its rows) from the data set."""
         path = self.labels_csv
         assert path is not None
-        if not path.exists():
-            raise DataError(f"{path}: label file not found")
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
+        with open_text(path, "label file") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
             lower = {h.lower(): h for h in header}

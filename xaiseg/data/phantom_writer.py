@@ -23,16 +23,22 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from ..atomic import output_error
 from ..errors import ConfigError
+from ..lock import folder_lock
+from ..output_folder import Owner, foreign_entries, json_record, unexpected_files
 from ..outputs import check_out_dir
 from .constants import LABELS, PHYSIONET_COLUMNS, PHYSIONET_CSV, PHYSIONET_CSV_COLUMNS, SUBTYPES
 from .phantom import FOV_MM, HEAD_HEIGHT_MM, Head, Lesion, render, sample_head, sample_lesion
 
 PHANTOM_VERSION = 1
+PHANTOM_OUTPUT = Owner("xaiseg phantom", (json_record("phantom.json", "generator", "xaiseg phantom"),))
 
 # how often each subtype is drawn for a positive subject (roughly the mix of PhysioNet CT-ICH)
 _SUBTYPE_WEIGHTS = {
@@ -102,29 +108,61 @@ def write_phantom(
         raise ConfigError("at most 999 subjects (file names are three digits, as in PhysioNet)")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
-    check_out_dir(out, "OUT")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out} is not empty; choose another folder or pass --overwrite")
-        if not (out / "phantom.json").is_file():
-            # --overwrite deletes the folder: only ever one that this command wrote
-            raise ConfigError(f"{out} is not a phantom written by `xaiseg phantom` (no phantom.json); "
-                              "--overwrite only replaces those; choose another folder")
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the data set is not
-    try:
-        _write_into(tmp, subjects, slices_per_subject, size, prevalence, seed, contact_sheet, progress, compress)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _check_replaceable(out, overwrite)
+    with _phantom_folder(out):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the data set is not
+        try:
+            _write_into(tmp, subjects, slices_per_subject, size, prevalence, seed, contact_sheet, progress, compress)
+            _check_replaceable(out, overwrite)  # again, under the lock
+            shutil.rmtree(out)  # only phantom files (checked): nothing a user put there
+            os.replace(tmp, out)
+        except OSError as exc:  # a full disk, ...: one line naming the file as it would be in OUT
+            name = Path(exc.filename or tmp)
+            where = out / name.relative_to(tmp) if name.is_relative_to(tmp) else name
+            raise output_error(where, exc) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+# everything `xaiseg phantom` writes: --overwrite deletes a folder only if it holds nothing else
+_PHANTOM_FILES = ("ct_scans/*.nii", "ct_scans/*.nii.gz", "masks/*.nii", "masks/*.nii.gz", "brain_masks/*.nii",
+                  "brain_masks/*.nii.gz", PHYSIONET_CSV, "phantom.json", "contact_sheet.png")
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """OUT is new or empty, or (``overwrite``) a phantom written here and nothing else."""
+    check_out_dir(out, "OUT")
+    if out.is_symlink():  # OUT is replaced as a whole: a link would be replaced, not its folder
+        raise ConfigError(f"{out} is a symbolic link; give the folder it points to")
+    if not out.is_dir() or not foreign_entries(out):
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} is not empty; choose another folder or pass --overwrite")
+    if not PHANTOM_OUTPUT.owns(out):
+        raise ConfigError(f"{out} is not a phantom written by `xaiseg phantom` (no phantom.json); "
+                          "--overwrite only replaces those; choose another folder")
+    extra = unexpected_files(out, _PHANTOM_FILES)
+    if extra:
+        raise ConfigError(f"{out} holds {extra[0]!r}, which `xaiseg phantom` did not write; --overwrite would "
+                          "delete it: move it out first or choose another folder")
+
+
+@contextmanager
+def _phantom_folder(out: Path) -> Iterator[None]:
+    """OUT exists (created empty if new, removed again on failure) and is locked."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, "OUT"):
+            yield
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def _write_into(

@@ -24,7 +24,9 @@ import numpy as np
 from ..errors import DataError
 from .base import BadInput, CTSliceDataset, LabelRows, LRUCache, SliceRecord, label_vector
 from .constants import PHYSIONET_COLUMNS, PHYSIONET_CSV
+from .files import open_text
 from .nifti import (
+    check_image_geometry,
     check_same_grid,
     load_volume,
     open_nifti,
@@ -114,9 +116,7 @@ class PhysioNetDataset(CTSliceDataset):
     def _read_csv(self, bad: BadInput) -> dict[int, dict[int, tuple[float, ...]]]:
         """Label rows by patient and slice. A malformed or duplicated row is a DataError, or with
         ``skip_bad`` drops its patient (all of its rows: half a subject's labels mislead)."""
-        if not self.csv_path.exists():
-            raise DataError(f"{self.csv_path}: label file not found")
-        with open(self.csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
+        with open_text(self.csv_path, "label file") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in _REQUIRED if c not in header]
@@ -154,6 +154,7 @@ class PhysioNetDataset(CTSliceDataset):
         if mask is None:
             raise DataError(f"{self.mask_dir}/{patient:03d}.nii: mask file not found for {ct.name}")
         img = open_nifti(ct)
+        check_image_geometry(img, ct)
         shape = volume_shape(img, ct)
         check_same_grid(open_nifti(mask), img, mask, ct)
         brain = None

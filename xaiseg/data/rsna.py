@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import BadInput, CTSliceDataset, LabelRows, SliceRecord, check_finite, label_vector
+from .base import BadInput, CTSliceDataset, LabelRows, SliceRecord, check_finite, check_spacing, label_vector
 from .constants import LABELS
+from .files import open_text, regular_file
 
 
 def _image_id(entry: str) -> str:
@@ -40,9 +41,9 @@ def _image_id(entry: str) -> str:
 
 
 def _read_id_list(files: str | Path | Iterable[str]) -> list[str]:
-    if isinstance(files, (str, Path)) and Path(files).is_file():
+    if isinstance(files, (str, Path)) and (Path(files).exists() or Path(files).is_symlink()):
         path = Path(files)
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
+        with open_text(path, "file list") as fh:
             first = fh.readline()
             fh.seek(0)
             cols = [c.strip() for c in first.split(",")]
@@ -89,10 +90,7 @@ class RSNADataset(CTSliceDataset):
             raise DataError(f"{self.image_dir}: image folder not found (expected RSNA's stage_2_train/)")
         self._bad = bad = BadInput(skip_bad, str(self.root))
         if files is None:
-            with os.scandir(self.image_dir) as it:
-                ids = sorted(_image_id(e.name) for e in it if e.name.lower().endswith(".dcm"))
-            if not ids:
-                raise DataError(f"{self.image_dir}: no .dcm files")
+            ids = self._list_images(bad)
         else:
             ids = list(dict.fromkeys(_read_id_list(files)))
             if not ids:
@@ -110,9 +108,12 @@ class RSNADataset(CTSliceDataset):
                 what = "no row" if not got else f"no row for {', '.join(missing)}"
                 bad(f"{path}: {what} in {self.csv_path.name}")
                 continue
-            if files is not None and not path.exists():
-                bad(f"{path}: file not found")
-                continue
+            if files is not None:
+                try:
+                    regular_file(path, "DICOM file")
+                except DataError as exc:
+                    bad(str(exc))
+                    continue
             records.append(SliceRecord(subject_of.get(image_id, image_id), 1, 0, label_vector(got), str(path)))
         self.records = records
         self.skipped = bad.messages
@@ -120,13 +121,30 @@ class RSNADataset(CTSliceDataset):
         if not self.records:
             raise DataError(f"{self.root}: no usable images")
 
+    def _list_images(self, bad: BadInput) -> list[str]:
+        """IDs of the ``.dcm`` entries of the image folder that are regular files; any other
+        (a FIFO, which would block the reader forever, a folder, a dangling link) is bad input."""
+        ids = []
+        with os.scandir(self.image_dir) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if not e.name.lower().endswith(".dcm"):
+                    continue
+                if e.is_file():  # follows links: a link to a regular file is fine
+                    ids.append(_image_id(e.name))
+                else:
+                    try:
+                        regular_file(Path(e.path), "DICOM file")
+                    except DataError as exc:
+                        bad(str(exc))
+        if not ids:
+            raise DataError(f"{self.image_dir}: no .dcm files")
+        return ids
+
     def _read_csv(self, wanted: set[str], bad: BadInput) -> tuple[dict[str, dict[str, float]], set[str]]:
         """Labels of the wanted images, and the images to drop: a malformed or conflicting row is
         a DataError, or with ``skip_bad`` drops its image."""
-        if not self.csv_path.exists():
-            raise DataError(f"{self.csv_path}: label file not found")
         table = LabelRows(bad)
-        with open(self.csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
+        with open_text(self.csv_path, "label file") as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             if header[:2] != ["ID", "Label"]:
@@ -166,6 +184,8 @@ class RSNADataset(CTSliceDataset):
             out = {}
             for image_id in ids:
                 path = self.image_dir / f"{image_id}.dcm"
+                if not path.is_file():  # a FIFO would block; reported when the records are built
+                    continue
                 try:
                     ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["PatientID"])
                     out[image_id] = str(ds.PatientID)
@@ -173,9 +193,7 @@ class RSNADataset(CTSliceDataset):
                     continue  # a missing/unreadable file is reported when the records are built/read
             return out
         path = Path(subjects)
-        if not path.exists():
-            raise DataError(f"{path}: subject table not found")
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
+        with open_text(path, "subject table") as fh:
             reader = csv.DictReader(fh)
             cols = reader.fieldnames or []
             key = next((c for c in ("ID", "SOPInstanceUID", "image") if c in cols), None)
@@ -206,12 +224,24 @@ class RSNADataset(CTSliceDataset):
         return dropped
 
 
+def _pixel_spacing(ps: Any, path: Path) -> tuple[float, float]:
+    """(row_mm, col_mm) from PixelSpacing; missing, zero, negative or NaN is an error: areas and
+    HD95 in mm would otherwise rest on an invented spacing."""
+    try:
+        spacing = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else None
+    except (TypeError, ValueError):
+        spacing = None
+    if spacing is None:
+        raise DataError(f"{path}: no usable PixelSpacing ({ps!r}); the header must give the pixel size in mm")
+    check_spacing(spacing, f"{path}: PixelSpacing")
+    return spacing
+
+
 def read_dicom_slice(path: Path) -> dict[str, Any]:
     """One CT DICOM file as an item: HU image, spacing, header window."""
     import pydicom
 
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+    regular_file(path, "DICOM file")  # a FIFO would block dcmread forever
     try:
         ds = pydicom.dcmread(str(path))
         stored = ds.pixel_array
@@ -236,8 +266,7 @@ def read_dicom_slice(path: Path) -> dict[str, Any]:
             hu = hu[::-1, :]
     hu = np.ascontiguousarray(hu)
     check_finite(hu, str(path))
-    ps = ds.get("PixelSpacing")
-    spacing = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
+    spacing = _pixel_spacing(ds.get("PixelSpacing"), path)
     wc, ww = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     item: dict[str, Any] = {"image": torch.from_numpy(hu), "spacing": spacing}
     if wc is not None and ww is not None:

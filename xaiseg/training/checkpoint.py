@@ -22,12 +22,15 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import CheckpointError
+from ..output_folder import Owner, json_record
 from .presets import build_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "xaiseg-checkpoint"
 FORMAT_VERSION = 1
+# a folder holding a checkpoint config is `xaiseg train`'s own (runs older than the .xaiseg.json marker)
+TRAIN_OUTPUT = Owner("xaiseg train", (json_record(CONFIG_FILE, "format", FORMAT),))
 # Buffers timm recomputes from the config; old checkpoints may contain them.
 _DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
 
@@ -50,20 +53,18 @@ def _jsonable(value: Any) -> Any:
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: Mapping[str, Any]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
-    Both files are written to temporary names first and renamed, so a crash never leaves a
-    half-written checkpoint behind.
+    Both files are written to temporary names first and renamed (:mod:`xaiseg.atomic`), so a
+    crash or a full disk never leaves a half-written checkpoint behind; an ``OSError`` is one
+    :class:`~xaiseg.errors.OutputError` line naming the file.
     """
-    from safetensors.torch import save_file
+    from ..atomic import save_safetensors, write_text
 
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, **_jsonable(dict(config))}
-    tmp_w, tmp_c = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp_w, out / WEIGHTS_FILE)
-    os.replace(tmp_c, out / CONFIG_FILE)
+    text = json.dumps(cfg, indent=2)  # a value JSON cannot hold fails before anything is written
+    save_safetensors(state, out / WEIGHTS_FILE, metadata={"format": FORMAT})
+    write_text(out / CONFIG_FILE, text + "\n")
     return out
 
 
@@ -74,6 +75,8 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {str(d)!r} is not a directory (expected {WEIGHTS_FILE} + {CONFIG_FILE})")
     path = d / CONFIG_FILE
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a FIFO would block read_text forever
+            raise CheckpointError(f"{str(path)!r} is {_kind(path)}, not a regular file")
         raise CheckpointError(f"{str(d)!r} has no {CONFIG_FILE}; is it an xaiseg checkpoint (written by `xaiseg train`)?")
     try:
         cfg = json.loads(path.read_text())
@@ -81,10 +84,65 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an xaiseg checkpoint config (no \"format\": \"{FORMAT}\")")
-    missing = [k for k in ("timm_name", "model_kwargs", "num_classes", "task", "input_size", "windows") if k not in cfg]
-    if missing:
-        raise CheckpointError(f"{str(path)!r} lacks {', '.join(missing)}")
+    check_config(cfg, str(path))
     return cfg
+
+
+_REQUIRED = ("timm_name", "model_kwargs", "num_classes", "task", "input_size", "windows", "target_index")
+
+
+def _int_field(cfg: Mapping[str, Any], key: str, lo: int, hi: int | None = None) -> int:
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{key} is {v!r}; it must be an integer {span}")
+    return v
+
+
+def _finite_list(value: Any, key: str, n: int | None = None) -> list[float]:
+    ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) for v in value)
+    if not ok or (n is not None and len(value) != n):
+        raise ValueError(f"{key} is {value!r}; it must be a list of {n or 'some'} finite numbers")
+    return [float(v) for v in value]
+
+
+def check_config(cfg: Mapping[str, Any], where: str) -> None:
+    """Every field ``load_model`` and the methods use, checked once: a config edited by hand
+    or written by another tool fails here in one line, not as a KeyError, an IndexError or a
+    library assertion later (``where`` names the file in the message)."""
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{where} lacks {', '.join(missing)}; is it a config written by `xaiseg train`?")
+    try:
+        if not isinstance(cfg["timm_name"], str) or not isinstance(cfg["model_kwargs"], dict):
+            raise ValueError("timm_name must be a string and model_kwargs a JSON object")
+        if cfg["task"] not in ("binary", "subtypes"):
+            raise ValueError(f"task is {cfg['task']!r}; it must be binary or subtypes")
+        n = _int_field(cfg, "num_classes", 1)
+        _int_field(cfg, "target_index", 0, n - 1)
+        _int_field(cfg, "input_size", 1)
+        windows = cfg["windows"]
+        if not isinstance(windows, (list, tuple)) or not windows:
+            raise ValueError(f"windows is {windows!r}; it must be a list of [centre, width] pairs in HU")
+        for w in windows:
+            if _finite_list(w, "a window", 2)[1] <= 0:
+                raise ValueError(f"window {w!r} has a width <= 0; widths must be > 0 HU")
+        if "in_chans" in cfg and _int_field(cfg, "in_chans", 1) != len(windows):
+            raise ValueError(f"in_chans is {cfg['in_chans']} but there are {len(windows)} windows (one channel each)")
+        if cfg.get("class_names") is not None and len(cfg["class_names"]) != n:
+            raise ValueError(f"class_names has {len(cfg['class_names'])} names for num_classes {n}")
+        if cfg.get("resize") is not None:
+            _int_field(cfg, "resize", 1)  # as `xaiseg train --resize` allows
+        norm = cfg.get("normalization")
+        if norm:
+            if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
+                raise ValueError("normalization must be {\"mean\": [...], \"std\": [...]}")
+            _finite_list(norm["mean"], "normalization mean", len(windows))
+            if min(_finite_list(norm["std"], "normalization std", len(windows))) <= 0:
+                raise ValueError("normalization std must be > 0")
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -97,6 +155,8 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if p.is_dir():
         p = p / WEIGHTS_FILE
     if not p.is_file():
+        if p.exists() or p.is_symlink():
+            raise CheckpointError(f"weights file {str(p)!r} is {_kind(p)}, not a regular file")
         raise CheckpointError(f"weights file {str(p)!r} does not exist")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -126,6 +186,12 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def _kind(path: Path) -> str:
+    from ..data.files import file_kind
+
+    return file_kind(path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -290,6 +356,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
             model = build_model(cfg["timm_name"], cfg["model_kwargs"], int(cfg["num_classes"]), in_chans=int(cfg.get("in_chans", 3)))
         except Exception as exc:
             raise CheckpointError(f"cannot rebuild {cfg['timm_name']} from {str(d / CONFIG_FILE)!r}: {_first_line(exc)}") from None
+    built = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    built = (built, built) if isinstance(built, int) else tuple(built) if built is not None else None
+    if built is not None and built != (int(cfg["input_size"]),) * 2:
+        raise CheckpointError(f"{str(d / CONFIG_FILE)!r}: input_size is {cfg['input_size']} but the model it describes "
+                              f"takes {built[0]}x{built[1]} (model_kwargs img_size); make them agree")
     load_weights_into(model, read_weights(d / WEIGHTS_FILE), source=repr(str(d / WEIGHTS_FILE)))
     model.to(dev).eval()
     windows = tuple(tuple(float(x) for x in w) for w in cfg["windows"])

@@ -1,7 +1,8 @@
 """The options of a training run (what ``xaiseg train`` parses), validated in one place."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
@@ -67,6 +68,10 @@ class TrainConfig:
         def bad(msg: str) -> None:
             raise ConfigError(msg)
 
+        for f in fields(self):  # nan passes every comparison below and inf most of them
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                bad(f"--{f.name.replace('_', '-')} must be a finite number, got {v}")
         if self.task not in TASKS:
             bad(f"unknown task {self.task!r}: use binary or subtypes")
         if self.layout not in LAYOUTS:
