@@ -103,6 +103,9 @@ def open_inputs(cfg: BenchmarkConfig, device: torch.device, clock: StageClock, d
     if model is None:
         classifiers = load_classifiers(cfg, device, clock)
     else:
+        if cfg.multi:
+            raise ConfigError("a loaded model= stands for one classifier; pass the checkpoints as --checkpoint "
+                              "NAME=DIR instead, or run each model alone")
         model.model.to(device)
         classifiers = [Classifier(model, None, provenance.state_dict_hash(model.model))]
     for c in classifiers:
