@@ -2,7 +2,8 @@
 
 The floor is the least work any gradient-weighted attention method must do: one forward pass
 that keeps the softmax inputs Z of the used stages, then ``torch.autograd.grad`` of the target
-logit with respect to those Z — nothing else. It is implemented here with bare hooks, sharing
+logit with respect to those Z — nothing else. On a timm ViT, whose Z never passes through a
+module, the floor differentiates with respect to the attention probabilities A instead. It is implemented here with bare hooks, sharing
 no code with xaiseg, so a slow capture machinery cannot hide inside the reference.
 
 Every configuration is timed in the same process, interleaved repeat by repeat (so drift in
@@ -42,7 +43,7 @@ PAPER = "swin_base_patch4_window12_384"
 
 
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
-    """An xaiseg preset (tiny, small, paper) or any timm Swin name, with pretrained=False."""
+    """An xaiseg preset (tiny, small, paper, vit-tiny) or a timm Swin V1/V2 or ViT/DeiT name, with pretrained=False."""
     from xaiseg.training.presets import PRESETS, build_model as build, resolve_model
 
     if name in PRESETS:
@@ -150,14 +151,24 @@ def plain_forward(model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
     return run
 
 
+def _floor_points(model: torch.nn.Module, stages: tuple[int, ...]) -> tuple[list[torch.nn.Module], list[torch.nn.Module], bool]:
+    """The used blocks, the modules whose input Z (Swin) or output A (ViT) the floor
+    differentiates, and whether it is Z."""
+    if hasattr(model, "layers"):  # timm Swin V1 / V2: attn.softmax(Z)
+        blocks = [b for i in stages for b in model.layers[i].blocks]
+        return blocks, [b.attn.softmax for b in blocks], True
+    blocks = list(model.blocks)  # timm ViT: Z never enters a module; A leaves attn.attn_drop
+    return blocks, [b.attn.attn_drop for b in blocks], False
+
+
 def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int) -> Callable[[torch.Tensor], object]:
-    softmaxes = [blk.attn.softmax for i in stages for blk in model.layers[i].blocks]
-    for blk in (b for i in stages for b in model.layers[i].blocks):
+    blocks, points, on_input = _floor_points(model, stages)
+    for blk in blocks:
         blk.attn.fused_attn = False
 
     def run(x: torch.Tensor) -> object:
         scores: list[torch.Tensor] = []
-        hooks = [s.register_forward_hook(lambda m, a, o: scores.append(a[0])) for s in softmaxes]
+        hooks = [s.register_forward_hook(lambda m, a, o: scores.append(a[0] if on_input else o)) for s in points]
         try:
             with torch.enable_grad():
                 logits = model(x.detach().requires_grad_(True))
@@ -269,7 +280,7 @@ def measure(configs: dict[str, Callable[[torch.Tensor], object]], x: torch.Tenso
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=PAPER, help=f"timm Swin name or xaiseg preset (default {PAPER}, pretrained=False)")
+    ap.add_argument("--model", default=PAPER, help=f"xaiseg preset or timm name: Swin V1/V2, ViT/DeiT (default {PAPER}, pretrained=False)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     ap.add_argument("--batch-sizes", default=None, help="comma list (default: 1,2 on CPU, which keeps Swin-B under 5 minutes on 2 cores; 1,8,32 on GPU)")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),

@@ -3,6 +3,7 @@ truncated map cache are recomputed, and the result equals an uninterrupted run."
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,24 @@ def test_resume_over_a_garbled_journal_equals_an_uninterrupted_run(tmp_path):
     ref = {k: v for k, v in _rows(tmp_path / "ref" / "summary.csv")[0].items() if k != "wall_time_s"}
     got = {k: v for k, v in _rows(tmp_path / "crash" / "summary.csv")[0].items() if k != "wall_time_s"}
     assert got == ref
+
+
+def test_two_first_runs_generating_the_default_phantom_both_get_it(tmp_path, monkeypatch):
+    from xaiseg.benchmark import defaults
+
+    monkeypatch.setenv("XAISEG_CACHE", str(tmp_path / "cache"))
+    params = {"subjects": 2, "slices_per_subject": 2, "size": 32, "prevalence": 0.5, "seed": 1}
+    real = defaults.phantom_dir(params)
+    rename = defaults.os.replace
+
+    def the_other_run_finishes_first(src, dst):  # it renames its copy into place just before us
+        if Path(dst) == real and not real.exists():
+            real.mkdir()
+            (real / "ct_scans").mkdir()
+            (real / ".complete").write_text("{}\n")
+        return rename(src, dst)
+
+    monkeypatch.setattr(defaults.os, "replace", the_other_run_finishes_first)
+    got = defaults.default_phantom(params, progress=False)
+    assert got == real and (got / ".complete").exists()
+    assert [p.name for p in real.parent.iterdir()] == [real.name]  # no temporary folder left

@@ -15,8 +15,7 @@ def _store(tmp_path):
 
 def _unit(store, method, batch, value=0.1):
     ids = [2 * batch, 2 * batch + 1]
-    # a unit as the maps pass writes it: its maps and its Dice curves (recover keeps only such units)
-    store.write_unit(method, batch, {"maps": np.full((2, 3, 3), batch, np.float16), "curves": np.zeros((2, 4))},
+    store.write_unit(method, batch, {"maps": np.full((2, 3, 3), batch, np.float16)},
                      [{"method": method, "slice_id": i, "value": value * i} for i in ids])
 
 

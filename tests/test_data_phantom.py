@@ -3,6 +3,7 @@ determinism, size independence, and the PhysioNet layout it writes (read back wi
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -50,7 +51,12 @@ def test_types_and_tissue_values() -> None:
 def test_each_subtype_has_its_shape_and_place(subtype: str) -> None:
     found = 0
     for seed in range(12):
-        s = _slice(seed, size=256, z=0.6, subtypes=(subtype,))
+        rng = np.random.default_rng(seed)
+        head = sample_head(rng)
+        les = sample_lesion(rng, subtype, head, zc=0.6 + rng.uniform(-0.3, 0.3) * 0.05)
+        s = render(head, [les], 0.6, rng, size=256)
+        # acute (50-90 HU) or subacute (38-52 HU) blood
+        assert 38 <= les.blood_hu <= 90
         m, brain = s.mask > 0, s.brain > 0
         assert (s.labels[-1] > 0) == m.any() and s.labels[SUBTYPES.index(subtype)] == float(m.any())
         assert s.labels[[i for i, n in enumerate(SUBTYPES) if n != subtype]].sum() == 0
@@ -63,7 +69,7 @@ def test_each_subtype_has_its_shape_and_place(subtype: str) -> None:
             blood = np.percentile(s.hu[m & ndi.binary_erosion(brain, iterations=2)], 75)
         else:
             blood = np.median(s.hu[core]) if core.any() else np.median(s.hu[m])
-        assert 45 < blood < 95, blood
+        assert abs(blood - les.blood_hu) < 10, (blood, les.blood_hu)
         px = s.spacing[0]
         depth = ndi.distance_transform_edt(brain) * px  # mm from the inner table
         thick = ndi.distance_transform_edt(m).max() * px  # half the lesion's largest width
@@ -140,6 +146,7 @@ def test_write_phantom_layout_csv_and_determinism(tmp_path: Path) -> None:
     assert list(rows[0]) == ["PatientNumber", "SliceNumber", "Intraventricular", "Intraparenchymal", "Subarachnoid",
                              "Epidural", "Subdural", "No_Hemorrhage", "Fracture_Yes_No"]
     assert len(rows) == 128
+    meta = json.loads((out / "phantom.json").read_text())
     positive_subjects = set()
     for p in range(1, 5):
         ct = nib.load(str(out / "ct_scans" / f"{p:03d}.nii"))
@@ -147,7 +154,9 @@ def test_write_phantom_layout_csv_and_determinism(tmp_path: Path) -> None:
         brain = np.asanyarray(nib.load(str(out / "brain_masks" / f"{p:03d}.nii")).dataobj)
         assert ct.shape == (40, 40, 32) and ct.get_data_dtype() == np.int16
         assert nib.aff2axcodes(ct.affine) == ("L", "P", "S")
-        assert ct.header.get_zooms() == pytest.approx((FOV_MM / 40, FOV_MM / 40, 5.0))
+        px = meta["subject_list"][p - 1]["pixel_mm"]  # random acquisition: the subject's field of view
+        assert 200 / 40 <= px <= 290 / 40 or px == pytest.approx(FOV_MM / 40)
+        assert ct.header.get_zooms() == pytest.approx((px, px, 5.0))
         assert set(np.unique(mask)) <= {0, 255} and not (mask & ~brain).any()
         for k in range(32):
             row = next(r for r in rows if int(r["PatientNumber"]) == p and int(r["SliceNumber"]) == k + 1)

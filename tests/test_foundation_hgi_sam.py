@@ -1,4 +1,4 @@
-"""HGI-SAM and Swin-SAM against a literal, loop-by-loop reading of DESIGN.md §2.
+"""HGI-SAM and Swin-SAM against a literal, loop-by-loop reading of docs/design.md §2.
 
 The reference below shares no code with the plugin: it captures Z with its own hook, gets G by a
 full ``backward()`` with ``retain_grad`` on a deep copy of the model, and reverses windows and
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import xaiseg
 
-from .conftest import tiny_swin
+from .conftest import tiny_swin, tiny_swinv2
 
 
 def _reference(model, x, target, stages, use_grad, brain=None):
@@ -107,6 +107,27 @@ def test_matches_the_literal_recipe(cfg, name, use_grad):
     assert got.shape == want.shape and got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
     assert all(p.grad is None for p in m.parameters())
+
+
+V2_CASES = [  # Swin V2's blocks (cosine attention, continuous position bias, post-norm), same geometry
+    dict(img_size=64, window_size=4, depths=(2, 2, 3), num_heads=(1, 2, 2)),
+    dict(img_size=40, window_size=4, depths=(2, 2, 2), num_heads=(2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("cfg", V2_CASES)
+@pytest.mark.parametrize("name,use_grad", [("hgi-sam", True), ("swin-sam", False)])
+def test_swin_v2_matches_the_same_literal_recipe(cfg, name, use_grad):
+    m = tiny_swinv2(**cfg)
+    a = xaiseg.get_adapter(m)
+    assert a.architecture == "swinv2"
+    stages = tuple(range(len(a.stages))) if name == "swin-sam" else (0, 1, 2)
+    x = torch.randn(2, 3, *a.input_size)
+    target = torch.tensor([1, 0])
+    got = xaiseg.get_method(name)(m).attribute(x, target=target)
+    want = _reference(m, x, target, stages, use_grad)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+    assert float(got.amax()) == 1.0  # not an empty map (timm's zero post-norms would give one)
 
 
 def test_stages_option_and_brain_mask():

@@ -16,7 +16,7 @@ def test_builtin_methods_come_from_entry_points():
     assert "hgi-sam" in names and "swin-sam" in names
     cls = xaiseg.get_method("hgi-sam")
     assert issubclass(cls, xaiseg.Attribution)
-    assert cls.needs_gradients and "swin" in cls.architectures
+    assert cls.needs_gradients and {"swin", "swinv2", "vit"} <= set(xaiseg.method_info("hgi-sam").architectures)
     assert methods.distribution("hgi-sam") == "xaiseg"
     # the framework itself never imports the plugin package; the registry did, on demand
     assert cls.__module__.startswith("xaiseg_plugins")
@@ -61,9 +61,13 @@ def test_cli_methods_lists_columns():
     res = CliRunner().invoke(main, ["methods"])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "ARCH", "GRADIENTS", "PROVIDED"]
+    assert lines[0].split()[:4] == ["NAME", "FAMILIES", "GRADIENTS", "PROVIDED"]
     row = next(line for line in lines if line.startswith("hgi-sam "))
-    assert " swin " in row and " yes " in row and " xaiseg " in row and "HGI-SAM" in row
+    families = row.split()[1].split(",")
+    assert {"swin", "swinv2", "vit"} <= set(families) and " yes " in row and " xaiseg " in row and "HGI-SAM" in row
+    # swin-sam needs shifted windows: no ViT family; saliency is model-agnostic
+    assert "vit" not in next(line for line in lines if line.startswith("swin-sam ")).split()[1].split(",")
+    assert next(line for line in lines if line.startswith("saliency ")).split()[1] == "any"
     res = CliRunner().invoke(main, ["methods", "--json"])
     import json
 

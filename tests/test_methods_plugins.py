@@ -16,16 +16,19 @@ from click.testing import CliRunner
 
 import xaiseg
 import xaiseg.cli
-from xaiseg.registry import UnknownNameError, methods
+from xaiseg.registry import UnknownNameError, adapters, methods
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xaiseg-plugin-example"
 
 
-def _install_metadata(root: Path, name: str, version: str, entry_points: dict[str, str]) -> None:
+def _install_metadata(root: Path, name: str, version: str, entry_points: dict[str, str],
+                      groups: dict[str, dict[str, str]] | None = None) -> None:
     info = root / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     lines = ["[xaiseg.methods]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    for group, eps in (groups or {}).items():
+        lines += [f"[{group}]"] + [f"{k} = {v}" for k, v in eps.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -33,13 +36,16 @@ def _install_metadata(root: Path, name: str, version: str, entry_points: dict[st
 def example_installed(tmp_path, monkeypatch):
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
     eps = project["entry-points"]["xaiseg.methods"]
-    _install_metadata(tmp_path / "site", project["name"], project["version"], eps)
+    other = {g: e for g, e in project["entry-points"].items() if g != "xaiseg.methods"}
+    _install_metadata(tmp_path / "site", project["name"], project["version"], eps, other)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     methods.refresh()
+    adapters.refresh()
     yield tmp_path
     monkeypatch.undo()
     methods.refresh()
+    adapters.refresh()
 
 
 def test_example_plugin_is_listed_and_runs(example_installed):
@@ -98,3 +104,35 @@ def test_centre_prior_and_random_baselines():
     assert not torch.equal(a[0], a[1])
     blocky = rnd(torch.nn.Identity(), smooth=3).attribute(x)
     assert torch.equal(blocky[:, 0:3, 0:3], blocky[:, :1, :1].expand(3, 3, 3))
+
+
+def test_example_plugin_adds_a_model_family(example_installed):
+    from xaiseg_plugin_example.tiny_transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    model = TinyTransformer().eval()
+    assert xaiseg.get_adapter(model).architecture == "tiny-transformer"
+    x = torch.randn(2, 3, 32, 32)
+    claimed = xaiseg.methods_for(model, ["hgi-sam", "swin-sam", "rollout", "grad-rollout", "gradcam", "saliency"])
+    assert claimed == ["hgi-sam", "rollout", "grad-rollout", "gradcam", "saliency"]
+    for name in claimed:
+        maps = xaiseg.get_method(name)(model).attribute(x, target=1)
+        assert maps.shape == (2, 32, 32) and float(maps.amax()) > 0
+    # rollout through the plugin's adapter is the dense product over its own attention
+    recs = []
+    hooks = [b.softmax.register_forward_hook(lambda m, i, o: recs.append(o.detach())) for b in model.blocks]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    eye = torch.eye(17, dtype=torch.float64)
+    R = eye.expand(2, 17, 17)
+    for a in recs:
+        R = (0.5 * eye + 0.5 * a.double().mean(1)) @ R
+    row = R[:, 0, 1:].reshape(2, 4, 4)
+    row = row - row.amin(dim=(1, 2), keepdim=True)
+    row = row / row.amax(dim=(1, 2), keepdim=True)
+    want = torch.nn.functional.interpolate(row[:, None].float(), size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(xaiseg.get_method("rollout")(model).attribute(x, target=1), want, atol=2e-5, rtol=1e-4)
+    row = next(line for line in CliRunner().invoke(xaiseg.cli.main, ["methods"]).output.splitlines() if line.startswith("rollout "))
+    assert "tiny-transformer" in row.split()[1].split(",")

@@ -18,7 +18,7 @@ TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "dept
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    from xaiseg.data.phantom import write_phantom
+    from xaiseg.data.phantom_writer import write_phantom
 
     out = tmp_path_factory.mktemp("data") / "ph"
     # 4 subjects x 5 slices at 32 px; prevalence 0.5 -> 2 subjects with hemorrhage
@@ -27,7 +27,8 @@ def tiny_set(tmp_path_factory):
 
 def _cfg(out, data, **kw) -> TrainConfig:
     base = dict(out=str(out), data=str(data), layout="physionet", model="tiny", model_kwargs=dict(TINY), epochs=1,
-                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0)
+                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0,
+                train_on="disk")  # a data set on disk (a written phantom would default to the stream)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -93,7 +94,7 @@ def test_train_save_reload(tiny_set, tmp_path, task):
 def test_the_paper_preset_resizes_to_422_and_crops_384():
     from xaiseg.training.presets import default_resize
 
-    assert default_resize("paper", 384) == 422  # DESIGN.md §1: resize 422, centre-crop 384
+    assert default_resize("paper", 384) == 422  # docs/design.md §1: resize 422, centre-crop 384
     assert default_resize("tiny", 128) is None and default_resize("swin_base_patch4_window12_384", 384) is None
     with pytest.raises(ConfigError, match="--seed must be >= 0"):
         _cfg("x", "phantom", seed=-1).validate()

@@ -6,8 +6,10 @@ Public API used by plugins and users::
     maps = xaiseg.get_method("hgi-sam")(model).attribute(x, target=1)
 """
 from ._version import __version__
-from .adapters import BlockInfo, ModelAdapter, StageInfo, SwinAdapter, get_adapter
-from .attention import AttentionPass, attention_pass
+from .adapters import (ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS, BlockInfo, GlobalAttentionAdapter, HookCapture,
+                       ModelAdapter, StageInfo, SwinAdapter, SwinV2Adapter, ViTAdapter, get_adapter, method_supports,
+                       methods_for, support_reason)
+from .attention import AttentionPass, attention_pass, softmax_backward
 from .attribution import Attribution
 from .maps import input_attribution_to_map, minmax_normalize, upsample
 from .registry import (
@@ -25,6 +27,16 @@ from .targets import normalize_target, select_logits
 from .training.checkpoint import LoadedModel, load_model
 
 __all__ = [
+    "ATTENTION",
+    "FEATURE_MAP",
+    "SHIFTED_WINDOWS",
+    "GlobalAttentionAdapter",
+    "HookCapture",
+    "SwinV2Adapter",
+    "ViTAdapter",
+    "method_supports",
+    "methods_for",
+    "support_reason",
     "AttentionPass",
     "Attribution",
     "BlockInfo",
@@ -35,6 +47,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "attention_pass",
+    "softmax_backward",
     "get_adapter",
     "get_method",
     "get_metric",

@@ -1,7 +1,7 @@
 """Entry-point registries for attribution methods, threshold strategies and metrics.
 
 Built-ins and third-party packages use the same door: an entry point in one of the groups
-``xaiseg.methods``, ``xaiseg.thresholds`` or ``xaiseg.metrics``. Entry points are only
+``xaiseg.methods``, ``xaiseg.adapters``, ``xaiseg.thresholds`` or ``xaiseg.metrics``. Entry points are only
 *listed* at start-up; the object behind a name is imported the first time it is asked for, so
 a broken or heavy plugin costs nothing until it is used.
 """
@@ -15,6 +15,7 @@ from typing import Any, Callable, Generic, TypeVar
 T = TypeVar("T")
 
 METHODS_GROUP = "xaiseg.methods"
+ADAPTERS_GROUP = "xaiseg.adapters"
 THRESHOLDS_GROUP = "xaiseg.thresholds"
 METRICS_GROUP = "xaiseg.metrics"
 
@@ -123,6 +124,7 @@ class Registry(Generic[T]):
 
 
 methods: Registry[type] = Registry(METHODS_GROUP, "method")
+adapters: Registry[type] = Registry(ADAPTERS_GROUP, "model adapter")
 thresholds: Registry[Callable[..., Any]] = Registry(THRESHOLDS_GROUP, "threshold strategy")
 metrics: Registry[Callable[..., Any]] = Registry(METRICS_GROUP, "metric")
 
@@ -157,11 +159,16 @@ def get_method(name: str) -> type:
 
 
 def method_info(name: str) -> MethodInfo:
+    """Metadata of a registered method; ``architectures`` are the installed adapters' names it
+    supports (empty: model-agnostic, any classifier)."""
+    from .adapters.support import supported_families
+
     cls = get_method(name)
+    families = supported_families(cls)
     return MethodInfo(
         name=name,
         description=getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0],
-        architectures=tuple(getattr(cls, "architectures", ())),
+        architectures=() if families == ["any"] else tuple(families),
         needs_gradients=bool(getattr(cls, "needs_gradients", False)),
         distribution=methods.distribution(name),
     )

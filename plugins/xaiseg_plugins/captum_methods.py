@@ -1,7 +1,8 @@
 """captum's input attributions as xaiseg methods (``captum:<ClassName>`` and short names).
 
 Any ``captum.attr`` class built from the model alone (``Cls(model)``) can be used as
-``captum:<ClassName>``; the family lists those checked on timm Swin. captum computes the
+``captum:<ClassName>``; the family lists those checked on timm Swin and ViT. These methods only
+call the model, so they take any image classifier ``nn.Module`` (model-agnostic). captum computes the
 attribution (B, C, H, W) for the target logit of each image, and
 :func:`xaiseg.maps.input_attribution_to_map` turns it into the map: absolute value summed over
 channels, then per-image min–max.
@@ -11,7 +12,9 @@ Options are passed through by name: those of the class's constructor (e.g.
 ``n_steps``, ``method``, ``internal_batch_size``, ``sliding_window_shapes``, ``strides``,
 ``perturbations_per_eval``, ``feature_mask``, …) to ``attribute``. Defaults that depend on the
 input size (Occlusion's window, FeatureAblation's feature mask) are documented in
-docs/plugins.md; anything else is captum's default.
+docs/plugins.md; anything else is captum's default. Every option is checked when the method is
+built, by name and against the annotation of captum's parameter (``n_steps`` must be an int, and
+at least 1), so a wrong one is a one-line error before any image is explained.
 """
 from __future__ import annotations
 
@@ -22,17 +25,20 @@ import torch
 
 from xaiseg import Attribution, input_attribution_to_map, select_logits
 from xaiseg.errors import ConfigError
+from xaiseg.method_options import check_positive, parameter_hints
 
 LISTED = ("Saliency", "InputXGradient", "IntegratedGradients", "Occlusion", "FeatureAblation")
 GRADIENT_FREE = {"Occlusion", "FeatureAblation", "FeaturePermutation", "ShapleyValueSampling",
                  "ShapleyValues", "Lime", "KernelShap"}
 UNSUPPORTED = {
-    "DeepLift": "its rules assume ReLU-like networks; Swin's attention products and GELUs break them",
-    "DeepLiftShap": "its rules assume ReLU-like networks; Swin's attention products and GELUs break them",
-    "LRP": "has no rules for Swin's attention, LayerNorm and GELU modules",
+    "DeepLift": "its rules assume ReLU-like networks; a transformer's attention products and GELUs break them",
+    "DeepLiftShap": "its rules assume ReLU-like networks; a transformer's attention products and GELUs break them",
+    "LRP": "has no rules for a transformer's attention, LayerNorm and GELU modules",
     "NoiseTunnel": "wraps another captum method (not built from the model alone)",
-    "GuidedGradCam": "needs a convolutional layer; use gradcam for Swin",
+    "GuidedGradCam": "needs a convolutional layer; use gradcam for transformers",
 }
+# Counts and batch sizes that captum asserts (or loops on) only when attributing.
+POSITIVE = ("n_steps", "n_samples", "internal_batch_size", "perturbations_per_eval")
 # Methods that only change the backward pass of nn.ReLU modules: on a model without any they
 # silently equal plain gradients, which would mislabel a benchmark row.
 RELU_ONLY = {"GuidedBackprop", "Deconvolution"}
@@ -42,7 +48,7 @@ def _captum_class(name: str) -> type:
     import captum.attr
 
     if name in UNSUPPORTED:
-        raise ConfigError(f"captum:{name} is not supported on Swin: {UNSUPPORTED[name]}")
+        raise ConfigError(f"captum:{name} is not supported: {UNSUPPORTED[name]}")
     cls = getattr(captum.attr, name, None)
     if not (isinstance(cls, type) and issubclass(cls, captum.attr.Attribution)) or not hasattr(cls, "attribute"):
         raise ConfigError(f"captum.attr has no attribution class {name!r}; listed: {', '.join(LISTED)}")
@@ -51,6 +57,20 @@ def _captum_class(name: str) -> type:
     if not params or required:
         raise ConfigError(f"captum:{name} needs more than the model to be built ({', '.join(required) or 'no model argument'})")
     return cls
+
+
+def _captum_parameters(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(constructor options, ``attribute`` options) of a captum class, name -> annotation."""
+    ctor_hints, attr_hints = parameter_hints(cls.__init__), parameter_hints(cls.attribute)
+    ctor = {p: ctor_hints.get(p, Any) for p in list(inspect.signature(cls.__init__).parameters)[2:]}
+    skip = {"self", "inputs", "target", "additional_forward_args"}
+    attr = {p.name: attr_hints.get(p.name, Any) for p in inspect.signature(cls.attribute).parameters.values()
+            if p.name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return {k: v for k, v in ctor.items() if k not in ("args", "kwargs")}, attr
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def default_window(size: tuple[int, int]) -> int:
@@ -63,28 +83,38 @@ class CaptumMethod(Attribution):
 
     name = "captum"
     description = "captum.attr.Saliency (use captum:<ClassName> for others); |attribution| summed over channels, min–max"
-    architectures = ("swin",)
+    architectures = ()  # model-agnostic: captum only calls the model
     needs_gradients = True
     captum_name = "Saliency"
 
     def __init__(self, model: Any, **options: Any) -> None:
-        cls = _captum_class(self.captum_name)
-        ctor = set(list(inspect.signature(cls.__init__).parameters)[2:])
-        attr = set(inspect.signature(cls.attribute).parameters) - {"self", "inputs", "target", "additional_forward_args"}
-        self.ctor_kwargs = {k: options.pop(k) for k in list(options) if k in ctor}
-        self.attr_kwargs = {k: options.pop(k) for k in list(options) if k in attr}
         super().__init__(model, **options)
-        if options:
-            raise ConfigError(
-                f"unknown option(s) for {self.name}: {', '.join(sorted(options))}; "
-                f"{cls.__name__} takes {', '.join(sorted(ctor | attr)) or 'none'}"
-            )
+        cls = _captum_class(self.captum_name)
+        ctor, _ = _captum_parameters(cls)
+        # JSON gives lists where captum wants tuples (window shapes, strides)
+        given = {k: _tuples(v) for k, v in self.options.items()}
+        self.ctor_kwargs = {k: v for k, v in given.items() if k in ctor}
+        self.attr_kwargs = {k: v for k, v in given.items() if k not in ctor}
         if self.captum_name in RELU_ONLY and not any(isinstance(m, torch.nn.ReLU) for m in self.model.modules()):
             raise ConfigError(
                 f"captum:{self.captum_name} only changes the backward pass of nn.ReLU modules and this "
-                "model has none (Swin uses GELU): it would equal plain input gradients; use saliency"
+                "model has none (transformers use GELU): it would equal plain input gradients; use saliency"
             )
         self.captum_cls = cls
+
+    @classmethod
+    def passthrough_options(cls) -> dict[str, Any]:
+        ctor, attr = _captum_parameters(_captum_class(cls.captum_name))
+        return {**attr, **ctor}
+
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        check_positive(cls.name, options, POSITIVE)
+        if "method" in options and cls.captum_name in ("IntegratedGradients", "LayerIntegratedGradients"):
+            from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
+
+            if options["method"] not in SUPPORTED_METHODS:
+                raise ConfigError(f"option method of {cls.name} must be one of {', '.join(SUPPORTED_METHODS)}, got {options['method']!r}")
 
     @classmethod
     def variants(cls) -> list[str]:
@@ -93,19 +123,10 @@ class CaptumMethod(Attribution):
     @classmethod
     def variant(cls, name: str, registered_as: str | None = None) -> type["CaptumMethod"]:
         _captum_class(name)
-        return type(
-            f"Captum_{name}",
-            (cls,),
-            {
-                "name": registered_as or f"captum:{name}",
-                "description": f"captum.attr.{name}; |attribution| summed over channels, min–max per image",
-                "needs_gradients": name not in GRADIENT_FREE,
-                "captum_name": name,
-                "variants": classmethod(lambda _cls: []),  # a variant is a leaf, not a family
-                "variant": None,
-                "__module__": __name__,
-                "__doc__": f"captum.attr.{name} as a xaiseg method.",
-            },
+        return cls._leaf_variant(
+            registered_as or f"captum:{name}",
+            f"captum.attr.{name}; |attribution| summed over channels, min–max per image",
+            name not in GRADIENT_FREE, __name__, captum_name=name,
         )
 
     def _defaults(self, inputs: torch.Tensor) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The CAM itself is computed by the ``grad-cam`` package (pytorch_grad_cam) at the target layer's
 token-grid resolution: its hooks record the layer's output and gradient, the reshape from timm's
 NHWC (B, H, W, C) or token (B, L, C) layout to NCHW is the adapter's (read from the tensor and
-the model, never a hard-coded grid), the package forms the class map, applies its ReLU and
+the model, never a hard-coded grid; a ViT's prefix tokens are dropped), the package forms the class map, applies its ReLU and
 scales each image to [0, 1]. We then upsample bilinearly (align_corners=False; the package's
 cv2.resize gives the same numbers) and min–max each image again, as the package does after its
 resize. Only the upsampling moves out of the package, so the map stays a tensor on the inputs'
@@ -24,10 +24,12 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+import xaiseg
 from xaiseg import Attribution, minmax_normalize, upsample
 from xaiseg.errors import ConfigError
+from xaiseg.method_options import check_positive, parameter_hints
 
-# CAMs checked on timm Swin (tests run each of them on a tiny model); the family lists these.
+# CAMs checked on timm Swin and ViT (tests run each of them on tiny models); the family lists these.
 LISTED = (
     "GradCAMPlusPlus",
     "XGradCAM",
@@ -61,7 +63,7 @@ def _cam_class(name: str) -> type:
     from pytorch_grad_cam.base_cam import BaseCAM
 
     if name in UNSUPPORTED:
-        raise ConfigError(f"gradcam:{name} is not supported on Swin: {UNSUPPORTED[name]}")
+        raise ConfigError(f"gradcam:{name} is not supported: {UNSUPPORTED[name]}")
     cls = getattr(pytorch_grad_cam, name, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseCAM)):
         raise ConfigError(f"pytorch_grad_cam has no CAM class {name!r}; known: GradCAM, {', '.join(LISTED)}")
@@ -99,32 +101,39 @@ def protected(model: nn.Module) -> Iterator[None]:
 
 
 class GradCAM(Attribution):
-    """Grad-CAM (pytorch_grad_cam) at a Swin layer; default: the last block's norm1."""
+    """Grad-CAM (pytorch_grad_cam) at a layer on the token grid; default: the adapter's layer
+    (Swin V1: the last block's norm1; ViT: blocks[-1].norm1)."""
 
     name = "gradcam"
-    description = "Grad-CAM via the grad-cam package at layers[-1].blocks[-1].norm1 (or layer=...), token-grid CAM upsampled"
-    architectures = ("swin",)
+    description = "Grad-CAM via the grad-cam package at the model family's default layer (or layer=...), token-grid CAM upsampled"
+    requires = (xaiseg.FEATURE_MAP,)
     needs_gradients = True
     cam_name = "GradCAM"
 
     def __init__(self, model: Any, layer: str | None = None, batch_size: int | None = None,
                  eigen_smooth: bool = False, aug_smooth: bool = False, **options: Any) -> None:
-        cam_cls = _cam_class(self.cam_name)
-        own = set(inspect.signature(cam_cls.__init__).parameters) - {"self", "model", "target_layers", "reshape_transform"}
-        cam_kwargs = {k: options.pop(k) for k in list(options) if k in own}
         super().__init__(model, **options)
-        if options:
-            raise ConfigError(f"unknown option(s) for {self.name}: {', '.join(sorted(options))}")
         self.layer = layer or self.adapter.default_cam_layer
         try:
             self.adapter.module(self.layer)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.cam_cls = _at_grid_resolution(cam_cls)
-        self.cam_kwargs = cam_kwargs
+        self.cam_cls = _at_grid_resolution(_cam_class(self.cam_name))
+        self.cam_kwargs = dict(self.options)  # what reached the base: the CAM class's own options
         self.batch_size = batch_size
         self.eigen_smooth = bool(eigen_smooth)
         self.aug_smooth = bool(aug_smooth)
+
+    @classmethod
+    def passthrough_options(cls) -> dict[str, Any]:
+        cam_cls = _cam_class(cls.cam_name)
+        hints = parameter_hints(cam_cls.__init__)
+        own = set(inspect.signature(cam_cls.__init__).parameters) - {"self", "model", "target_layers", "reshape_transform"}
+        return {k: hints.get(k, Any) for k in own}
+
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        check_positive(cls.name, options, ("batch_size",))
 
     @classmethod
     def variants(cls) -> list[str]:
@@ -133,19 +142,10 @@ class GradCAM(Attribution):
     @classmethod
     def variant(cls, name: str) -> type["GradCAM"]:
         _cam_class(name)  # fail now, with the reason, for unknown or unsupported names
-        return type(
-            f"GradCAM_{name}",
-            (cls,),
-            {
-                "name": f"gradcam:{name}",
-                "description": f"pytorch_grad_cam.{name} at layers[-1].blocks[-1].norm1 (or layer=...), token-grid CAM upsampled",
-                "needs_gradients": name not in GRADIENT_FREE,
-                "cam_name": name,
-                "variants": classmethod(lambda _cls: []),  # a variant is a leaf, not a family
-                "variant": None,
-                "__module__": __name__,
-                "__doc__": f"pytorch_grad_cam.{name} on a Swin layer, as a xaiseg method.",
-            },
+        return cls._leaf_variant(
+            f"gradcam:{name}",
+            f"pytorch_grad_cam.{name} at the model family's default layer (or layer=...), token-grid CAM upsampled",
+            name not in GRADIENT_FREE, __name__, cam_name=name,
         )
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """HGI-SAM (head-wise gradient-infused self-attention maps) and its attention-only ancestor
-Swin-SAM, following DESIGN.md §2 (Rasoulian, Salari & Xiao, MELBA 2023 / MLCN 2022).
+Swin-SAM, following docs/design.md §2 (Rasoulian, Salari & Xiao, MELBA 2023 / MLCN 2022).
 
 Per block b of a used stage, with A = softmax(Z) and G = ∂y/∂Z of shape (B·nW, h, N, N):
 
@@ -10,6 +10,12 @@ Because t is linear in A, each block's A is reduced to its query mean (B·nW, h,
 it is produced and G to its norms (B·nW, h): nothing of size N² outlives the forward/backward.
 The blocks of a stage are then processed together (window reverse and shift undo per group of
 equal shift, pair products and their mean as tensor ops).
+
+On a global-attention model (ViT) there are no stages, shifts or pairs; xaiseg's *extension*
+(not the published method, docs/methods.md) keeps the per-block rule above — head weights
+``||∂y/∂Z||_F``, key saliency averaged over every query row — restricts the keys to the patch
+tokens (prefix tokens dropped) and takes the mean over the chosen ``blocks`` (default: all) of
+the block maps, min–max normalised per image.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import torch
 
 import xaiseg
 from xaiseg import Attribution, BlockInfo, attention_pass, minmax_normalize, upsample
+from xaiseg.errors import ConfigError
 
 
 def _query_mean(probs: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
@@ -34,22 +41,39 @@ def _frobenius(grads: torch.Tensor, _block: BlockInfo) -> torch.Tensor:
 
 
 class HGISAM(Attribution):
-    """Head-wise gradient-infused self-attention maps of a Swin classifier (HGI-SAM)."""
+    """Head-wise gradient-infused self-attention maps (HGI-SAM) of a Swin classifier; on a ViT,
+    xaiseg's extension over a chosen set of blocks."""
 
     name = "hgi-sam"
-    description = "Swin self-attention weighted per head by ||∂y/∂Z||_F, shifted-pair products over stages (HGI-SAM)"
-    architectures = ("swin",)
+    description = "Self-attention weighted per head by ||∂y/∂Z||_F; Swin: shifted-pair products over stages (HGI-SAM), ViT: mean over blocks (extension)"
+    requires: tuple[str, ...] = (xaiseg.ATTENTION,)
     needs_gradients = True
     default_stages: tuple[int, ...] = (0, 1, 2)
 
-    def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
+    def __init__(self, model: Any, stages: Sequence[int] | None = None, blocks: Sequence[int] | None = None,
+                 **options: Any) -> None:
         super().__init__(model, **options)
+        self.paired = xaiseg.SHIFTED_WINDOWS in self.adapter.capabilities
         if stages is None:  # the paper's stages 1–3, as many of them as a smaller model has
             stages = tuple(s for s in self.default_stages if s < len(self.adapter.stages))
         self.stages = self.adapter.check_stages(stages)
+        self.block_ids = None if blocks is None else self._check_blocks(blocks)
+
+    def _check_blocks(self, blocks: Sequence[int]) -> list[int]:
+        if self.paired:
+            raise ConfigError("blocks= is for global-attention models (ViT); on Swin choose stages=")
+        n = len(self.adapter.blocks())
+        out = sorted({int(b) + n if int(b) < 0 else int(b) for b in blocks})
+        if not out or out[0] < 0 or out[-1] >= n:
+            raise ConfigError(f"blocks must be a non-empty subset of 0..{n - 1} (negative counts from the end), got {list(blocks)}")
+        return out
+
+    def _chosen_blocks(self) -> list[BlockInfo]:
+        blocks = self.adapter.blocks(self.stages)
+        return blocks if self.block_ids is None else [blocks[i] for i in self.block_ids]
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, brain_mask: torch.Tensor | None = None) -> torch.Tensor:
-        blocks = self.adapter.blocks(self.stages)
+        blocks = self._chosen_blocks()
         if self.needs_gradients:
             run = attention_pass(self.adapter, inputs, blocks, target, gradients=True,
                                  reduce_probs=_query_mean, reduce_grads=_frobenius)
@@ -59,7 +83,7 @@ class HGISAM(Attribution):
         out: torch.Tensor | None = None
         start = 0
         for s in self.stages:  # a handful of stages; everything inside a stage is batched
-            stage_blocks = self.adapter.stages[s].blocks
+            stage_blocks = [b for b in blocks if b.stage == s]
             end = start + len(stage_blocks)
             probs = torch.stack([r.probs for r in run.records[start:end]])  # (K, B·nW, h, N)
             if run.grads is not None:
@@ -86,6 +110,8 @@ class HGISAM(Attribution):
             for j, k in enumerate(idx):
                 grids[k] = g[j]
         maps = torch.stack(grids)  # (K, B, H, W)
+        if not self.paired:  # the ViT extension: no shifted partner, the blocks' mean
+            return maps.mean(dim=0)
         k = maps.shape[0]
         pairs = maps[0 : k - 1 : 2] * maps[1:k:2]  # (regular, shifted) neighbours
         if k % 2:
@@ -99,8 +125,9 @@ class SwinSAM(HGISAM):
 
     name = "swin-sam"
     description = "Swin self-attention maps, plain head mean, shifted-pair products over all stages (Swin-SAM)"
+    requires = (xaiseg.ATTENTION, xaiseg.SHIFTED_WINDOWS)
     needs_gradients = False
-    default_stages = (0, 1, 2, 3)
+    withheld_options = ("blocks",)  # Swin only: stages, never ViT blocks
 
     def __init__(self, model: Any, stages: Sequence[int] | None = None, **options: Any) -> None:
         if stages is None:
@@ -114,7 +141,7 @@ def _normalize_stage(maps: torch.Tensor) -> torch.Tensor:
 
     A stage whose map does not vary (a 1×1 last stage of a small input, or no gradient at all)
     cannot localise anything; as zeros it would wipe out the product of the other stages, so it
-    is the product's neutral element instead. (DESIGN.md's "constant → zeros" is about the final
+    is the product's neutral element instead. (docs/design.md's "constant → zeros" is about the final
     map, which stays so.)"""
     out = minmax_normalize(maps)
     constant = (out.reshape(out.shape[0], -1) == 0).all(dim=1)  # min–max leaves 0…1 otherwise

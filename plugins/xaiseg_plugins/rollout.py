@@ -1,6 +1,6 @@
 """Attention rollout on Swin (``rollout``) and its gradient-weighted form (``grad-rollout``).
 
-Exact definition (DESIGN.md §2; docs/plugins.md has the long form). For each block b of the
+Exact definition (docs/design.md §2; docs/plugins.md has the long form). For each block b of the
 used stages, Â_b is the block's token-to-token attention on its stage grid: block-diagonal over
 windows in the block's shifted frame, each window's N×N matrix being
 
@@ -15,7 +15,16 @@ stage (the classifier averages its final tokens), the relevance r is propagated 
 split equally over its 2×2 parents. The map is r on the first used stage's grid, min–max
 normalised per image, then bilinearly upsampled to the input size.
 
-Nothing of size T×T (T tokens on a grid) is ever formed: r · R_b is computed window by window
+On a global-attention model (ViT: one window holding the prefix tokens and the whole grid) this
+is Abnar & Zuidema's rollout: r starts from the adapter's readout row — the class token (timm
+``global_pool="token"``; for the distilled DeiT the mean of the class and distillation tokens)
+or the uniform row over the patch tokens (``"avg"``) — is propagated ``r ← r·R_b`` over all N
+tokens, and ends on the patch tokens (the prefix tokens' share is dropped). grad-rollout there
+is Chefer et al.'s generic rule ``R ← R + Ā_b·R`` from ``R = I`` read at the same row:
+``I + Ā_b = 2·(0.5·I + 0.5·Ā_b)``, so with the default ``residual=0.5`` the two agree up to a
+factor 2 per block, which the min–max removes.
+
+Nothing of size T×T (T tokens on a grid) is ever formed on Swin: r · R_b is computed window by window
 (shift, pad, partition r; one (1×N)·(N×N) product per window; reverse), so memory and time grow
 with T·N, not T². Only the fused (B·nW, N, N) window matrix of each block is kept; heads are
 reduced in the capture callback the moment softmax(Z) is produced.
@@ -26,6 +35,7 @@ from typing import Any, Callable
 
 import torch
 
+import xaiseg
 from xaiseg import Attribution, BlockInfo, attention_pass, minmax_normalize, upsample
 from xaiseg.errors import ConfigError
 
@@ -70,11 +80,12 @@ def renormalize_rows(mats: torch.Tensor) -> torch.Tensor:
 
 
 class Rollout(Attribution):
-    """Attention rollout for Swin: window-wise, shift-aware, merging-aware, exact."""
+    """Attention rollout: on Swin window-wise, shift-aware, merging-aware; on ViT from the
+    readout row (class token or uniform over patches), prefix tokens dropped. Exact."""
 
     name = "rollout"
-    description = "Swin attention rollout r·Π(a·I+(1−a)·Â_b), window-wise and shift-aware, uniform start over final tokens"
-    architectures = ("swin",)
+    description = "Attention rollout r·Π(a·I+(1−a)·Â_b); Swin window-wise and shift-aware, ViT from the class-token (or avg-pool) row"
+    requires = (xaiseg.ATTENTION,)
     needs_gradients = False
 
     def __init__(
@@ -142,6 +153,8 @@ class Rollout(Attribution):
     def propagate(self, mats: list[torch.Tensor], blocks: list[BlockInfo], batch: int) -> torch.Tensor:
         """Relevance (B, H, W) on the first used stage's grid from the blocks' fused window
         matrices (B·nW, N, N), in forward order."""
+        if xaiseg.SHIFTED_WINDOWS not in self.adapter.capabilities:
+            return self._propagate_global(mats, blocks, batch)
         stages = self.adapter.stages
         grid = stages[self.stages[-1]].grid
         # Float64 for the vector only: the map is min–max of values that can differ from the
@@ -159,12 +172,22 @@ class Rollout(Attribution):
             r = a * r + (1.0 - a) * self.adapter.windows_to_grid(y, blk)
         return r
 
+    def _propagate_global(self, mats: list[torch.Tensor], blocks: list[BlockInfo], batch: int) -> torch.Tensor:
+        """Global attention: r over all N tokens (prefix included) from the readout row, one
+        (1×N)·(N×N) product per image and block; the patch tokens' entries are the map."""
+        dtype = torch.float64 if mats[-1].device.type != "mps" else torch.float32
+        r = self.adapter.readout(batch, dtype=dtype, device=mats[-1].device)  # (B, N)
+        a = self.residual
+        for mat in reversed(mats):  # (B, N, N) each: one window per image
+            r = a * r + (1.0 - a) * torch.bmm(r.unsqueeze(1), mat.to(r.dtype)).squeeze(1)
+        return self.adapter.windows_to_grid(r, blocks[0])
+
 
 class GradRollout(Rollout):
     """Gradient-weighted attention rollout (Chefer et al. 2021's head rule inside our rollout)."""
 
     name = "grad-rollout"
-    description = "Rollout with per-block Â = mean_h(clamp(∂y/∂A ⊙ A, 0)) (Chefer et al. 2021), window-wise and shift-aware"
+    description = "Rollout with per-block Â = mean_h(clamp(∂y/∂A ⊙ A, 0)) (Chefer et al. 2021); Swin window-wise, ViT from the class-token row"
     needs_gradients = True
 
     def __init__(self, model: Any, gradient: str = "probs", **options: Any) -> None:

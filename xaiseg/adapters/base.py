@@ -2,14 +2,16 @@
 
 A method never reaches into timm internals: it asks an adapter for the stages, blocks, token
 grids, windows and shifts, for a context that captures attention, and for the layout of any
-module's output. Swin is the first implementation; a ViT adapter (global attention, CLS token)
-implements the same interface with one window covering the whole grid and no shifts.
+module's output. Swin (V1, V2, Hugging Face) has windows and shifts; a ViT (timm, Hugging Face)
+is one stage of global-attention blocks whose single "window" holds the prefix tokens (class,
+distillation, registers) and the whole patch grid. Adapters are plugins: registered in the
+``xaiseg.adapters`` entry-point group, like methods.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -79,10 +81,21 @@ class AttentionRecord:
     outputs: torch.Tensor | None = None  # A = softmax(Z) still attached to the graph, if asked
 
 
+# What an adapter can do for a method (``Attribution.requires`` names a subset of these).
+ATTENTION = "attention"  # capture() records softmax(Z) of every block
+FEATURE_MAP = "feature-map"  # to_nchw() reads a module's output as a map on the token grid
+SHIFTED_WINDOWS = "shifted-windows"  # Swin's (regular, shifted) window pairs and patch merging
+
+
 class ModelAdapter(abc.ABC):
     """Architecture-specific knowledge behind a small, uniform interface."""
 
     architecture: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # the model classes it reads, for messages and `xaiseg methods`
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Whether capture() can keep the softmax input Z; if not (timm ViT, Hugging Face), ∂y/∂Z is
+    # obtained exactly from ∂y/∂A through the softmax Jacobian (xaiseg.attention).
+    captures_scores: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -115,6 +128,23 @@ class ModelAdapter(abc.ABC):
     def default_cam_layer(self) -> str:
         """Module path whose output Grad-CAM uses by default."""
 
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patch grid in every block (class, distillation, register tokens)."""
+        return 0
+
+    def readout(self, batch: int, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
+        """(B, N) weights of the tokens the classifier head reads after the last block (a row
+        of one-hot class token, the mean of class and distillation tokens, or uniform over the
+        patch tokens for average pooling); rollout starts from it. Global attention only."""
+        raise NotImplementedError(f"{type(self).__name__} has no token readout")
+
+    @classmethod
+    def accepts_name(cls, name: str) -> bool:
+        """Whether ``name`` (a timm model name given to ``xaiseg train --model``) builds a model
+        of this family. Adapters for models not built by timm accept no name."""
+        return False
+
     def blocks(self, stages: Sequence[int] | None = None) -> list[BlockInfo]:
         """Blocks of the given stages (all if None), in forward order."""
         chosen = range(len(self.stages)) if stages is None else self.check_stages(stages)
@@ -142,7 +172,6 @@ class ModelAdapter(abc.ABC):
         return mod
 
     # ----------------------------------------------------------------- attention
-    @abc.abstractmethod
     def capture(
         self,
         blocks: Sequence[BlockInfo],
@@ -154,7 +183,18 @@ class ModelAdapter(abc.ABC):
         """A context manager recording, for each block, softmax(Z) (reduced by ``reduce_probs``
         as soon as it is produced, to save memory), with ``keep_scores`` Z itself and with
         ``keep_outputs`` softmax(Z) still attached to the autograd graph (to differentiate
-        with respect to the attention probabilities)."""
+        with respect to the attention probabilities). By default: forward hooks on each block's
+        ``attention`` module read by :meth:`read_attention`, with :meth:`attention_switches` set."""
+        return HookCapture(blocks, keep_scores, reduce_probs, keep_outputs, self.read_attention,
+                           self.attention_switches(blocks))
+
+    def read_attention(self, block: BlockInfo, args: tuple, out: Any) -> "tuple[torch.Tensor | None, torch.Tensor]":
+        """(Z or None, A attached to the graph) from a call of ``block.attention``."""
+        raise NotImplementedError(f"{type(self).__name__} does not capture attention")
+
+    def attention_switches(self, blocks: Sequence[BlockInfo]) -> list[tuple[object, str, Any]]:
+        """(object, attribute, value) to set for a capture pass and restore after it."""
+        return []
 
     @abc.abstractmethod
     def windows_to_grid(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
@@ -193,5 +233,67 @@ class AttentionCapture(abc.ABC):
     @abc.abstractmethod
     def __exit__(self, *exc: object) -> None: ...
 
-    def __iter__(self) -> Iterator[AttentionRecord]:
-        return iter(self.records)
+
+# (block, hooked module's args, its output) -> (Z or None, A still attached to the graph)
+Reader = Callable[[BlockInfo, tuple, Any], "tuple[torch.Tensor | None, torch.Tensor]"]
+
+
+class HookCapture(AttentionCapture):
+    """Forward hooks on each block's ``attention`` module; ``read`` picks Z and A out of the
+    hooked call. ``switches`` are (object, attribute, value) set for the pass (fused attention
+    off: a fused kernel never materialises softmax(Z)) and restored on exit."""
+
+    def __init__(
+        self,
+        blocks: Sequence[BlockInfo],
+        keep_scores: bool,
+        reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None,
+        keep_outputs: bool,
+        read: Reader,
+        switches: Sequence[tuple[object, str, Any]] = (),
+    ) -> None:
+        self.blocks = list(blocks)
+        self.keep_scores = keep_scores
+        self.keep_outputs = keep_outputs
+        self.reduce_probs = reduce_probs
+        self.read = read
+        self.switches = list(switches)
+        self.records = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._saved: list[tuple[object, str, Any]] = []
+
+    def _hook(self, block: BlockInfo):
+        def hook(_mod: nn.Module, args: tuple, out: Any) -> None:
+            scores, probs = self.read(block, args, out)
+            kept = probs.detach() if self.reduce_probs is None else self.reduce_probs(probs.detach(), block)
+            self.records.append(
+                AttentionRecord(
+                    block,
+                    probs=kept,
+                    scores=scores if self.keep_scores else None,
+                    outputs=probs if self.keep_outputs else None,
+                )
+            )
+
+        return hook
+
+    def __enter__(self) -> "HookCapture":
+        self.records = []
+        try:
+            for obj, attr, value in self.switches:
+                self._saved.append((obj, attr, getattr(obj, attr)))
+                setattr(obj, attr, value)
+            for b in self.blocks:
+                self._handles.append(b.attention.register_forward_hook(self._hook(b)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for obj, attr, value in reversed(self._saved):
+            setattr(obj, attr, value)
+        self._saved.clear()

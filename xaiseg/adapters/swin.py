@@ -1,12 +1,17 @@
-"""Adapter for timm's Swin Transformer V1 (``timm.models.swin_transformer.SwinTransformer``)."""
+"""Adapters for timm's Swin Transformer V1 and V2 (``SwinTransformer``, ``SwinTransformerV2``).
+
+V2 changes what happens inside a window (cosine attention, a continuous position bias, norms
+after attention and MLP) but not where tokens go: the same stages, windows, shifts, padding and
+patch merging, and the same ``attn.softmax`` module, so one adapter reads both.
+"""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from .base import AttentionCapture, AttentionRecord, BlockInfo, ModelAdapter, StageInfo
+from .base import ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS, BlockInfo, ModelAdapter, StageInfo
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -16,70 +21,20 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(a), int(b))
 
 
-class _SwinCapture(AttentionCapture):
-    def __init__(
-        self,
-        blocks: Sequence[BlockInfo],
-        keep_scores: bool,
-        reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None,
-        keep_outputs: bool = False,
-    ) -> None:
-        self.blocks = list(blocks)
-        self.keep_scores = keep_scores
-        self.keep_outputs = keep_outputs
-        self.reduce_probs = reduce_probs
-        self.records = []
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._fused: list[tuple[nn.Module, bool]] = []
-
-    def _hook(self, block: BlockInfo):
-        def hook(_mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            probs = out.detach() if self.reduce_probs is None else self.reduce_probs(out.detach(), block)
-            self.records.append(
-                AttentionRecord(
-                    block,
-                    probs=probs,
-                    scores=args[0] if self.keep_scores else None,
-                    outputs=out if self.keep_outputs else None,
-                )
-            )
-
-        return hook
-
-    def __enter__(self) -> "_SwinCapture":
-        self.records = []
-        try:
-            for b in self.blocks:
-                attn = b.module.attn
-                # timm's fused path (scaled_dot_product_attention) never materialises softmax(Z);
-                # the explicit path runs Z through attn.softmax, which is where we listen.
-                self._fused.append((attn, bool(getattr(attn, "fused_attn", False))))
-                attn.fused_attn = False
-                self._handles.append(b.attention.register_forward_hook(self._hook(b)))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        for attn, flag in reversed(self._fused):
-            attn.fused_attn = flag
-        self._fused.clear()
-
-    def clear(self) -> None:
-        self.records = []
-
-
 class SwinAdapter(ModelAdapter):
     """Any timm Swin V1 classifier: every size, windows 7/12/…, any img_size it was built for."""
 
     architecture = "swin"
+    description = "timm.models.swin_transformer.SwinTransformer"
+    capabilities = frozenset({ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS})
+    pad_before_roll = False  # timm rolls the grid, then pads it; Hugging Face pads, then rolls
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
+        self._stages = self._read_stages(model)
+
+    @staticmethod
+    def _read_stages(model: nn.Module) -> tuple[StageInfo, ...]:
         stages: list[StageInfo] = []
         for si, stage in enumerate(model.layers):
             blocks = []
@@ -106,13 +61,18 @@ class SwinAdapter(ModelAdapter):
                     merges_input=not isinstance(stage.downsample, nn.Identity),
                 )
             )
-        self._stages = tuple(stages)
+        return tuple(stages)
 
     @classmethod
     def supports(cls, model: nn.Module) -> bool:
         from timm.models.swin_transformer import SwinTransformer
 
         return isinstance(model, SwinTransformer)
+
+    @classmethod
+    def accepts_name(cls, name: str) -> bool:
+        # swinv2_* and swin_s3_* are other timm classes; the V2 adapter takes swinv2_* itself
+        return name.startswith("swin_") and not name.startswith("swin_s3")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -135,15 +95,13 @@ class SwinAdapter(ModelAdapter):
         # The published Grad-CAM target (HGI-SAM paper): the first norm of the very last block.
         return f"layers.{len(self._stages) - 1}.blocks.{len(self._stages[-1].blocks) - 1}.norm1"
 
-    def capture(
-        self,
-        blocks: Sequence[BlockInfo],
-        *,
-        keep_scores: bool = False,
-        reduce_probs: Callable[[torch.Tensor, BlockInfo], torch.Tensor] | None = None,
-        keep_outputs: bool = False,
-    ) -> AttentionCapture:
-        return _SwinCapture(blocks, keep_scores, reduce_probs, keep_outputs)
+    def read_attention(self, block: BlockInfo, args: tuple, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return args[0], out  # attn.softmax(Z) -> A
+
+    def attention_switches(self, blocks: Sequence[BlockInfo]) -> list[tuple[object, str, object]]:
+        # timm's fused path (scaled_dot_product_attention) never materialises softmax(Z); the
+        # explicit path runs Z through attn.softmax, which is where we listen. (V2 has no fused path.)
+        return [(b.module.attn, "fused_attn", False) for b in blocks if hasattr(b.module.attn, "fused_attn")]
 
     def windows_to_grid(self, values: torch.Tensor, block: BlockInfo) -> torch.Tensor:
         *lead, bnw, n = values.shape
@@ -160,8 +118,10 @@ class SwinAdapter(ModelAdapter):
         k = len(lead)
         x = x.permute(*range(k), k, k + 1, k + 3, k + 2, k + 4).reshape(*lead, b, ph, pw)
         h, w = block.grid
+        if block.shifted and self.pad_before_roll:
+            x = torch.roll(x, shifts=block.shift, dims=(-2, -1))
         x = x[..., :h, :w]
-        if block.shifted:
+        if block.shifted and not self.pad_before_roll:
             # timm rolls by -shift before partitioning; +shift puts tokens back where they were.
             x = torch.roll(x, shifts=block.shift, dims=(-2, -1))
         return x
@@ -171,13 +131,16 @@ class SwinAdapter(ModelAdapter):
         if (h, w) != block.grid:
             raise ValueError(f"values of shape {tuple(values.shape)} are not on {block.name}'s {block.grid} grid")
         x = values
-        if block.shifted:
+        back = (-block.shift[0], -block.shift[1])
+        if block.shifted and not self.pad_before_roll:
             # The same order as timm's SwinTransformerBlock._attn: roll by -shift, then pad.
-            x = torch.roll(x, shifts=(-block.shift[0], -block.shift[1]), dims=(-2, -1))
+            x = torch.roll(x, shifts=back, dims=(-2, -1))
         wh, ww = block.window
         ph, pw = block.padded_grid
         if (ph, pw) != (h, w):
             x = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
+        if block.shifted and self.pad_before_roll:
+            x = torch.roll(x, shifts=back, dims=(-2, -1))
         k = len(lead)
         x = x.reshape(*lead, b, ph // wh, wh, pw // ww, ww)
         x = x.permute(*range(k), k, k + 1, k + 3, k + 2, k + 4)
@@ -220,3 +183,26 @@ class SwinAdapter(ModelAdapter):
             ):
                 return st.grid
         raise ValueError(f"cannot tell which token grid {module_path!r} is on")
+
+
+class SwinV2Adapter(SwinAdapter):
+    """Any timm Swin V2 classifier (``swinv2_*``): read exactly like V1."""
+
+    architecture = "swinv2"
+    description = "timm.models.swin_transformer_v2.SwinTransformerV2"
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        from timm.models.swin_transformer_v2 import SwinTransformerV2
+
+        return isinstance(model, SwinTransformerV2)
+
+    @classmethod
+    def accepts_name(cls, name: str) -> bool:
+        return name.startswith("swinv2_") and not name.startswith("swinv2_cr")  # _cr: another class
+
+    @property
+    def default_cam_layer(self) -> str:
+        # V2 normalises *after* attention (post-norm), so norm1 is not the block's input as in
+        # V1; the last block's output is the last feature map on the grid.
+        return f"layers.{len(self._stages) - 1}.blocks.{len(self._stages[-1].blocks) - 1}"

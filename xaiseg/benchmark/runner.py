@@ -15,19 +15,24 @@ on a shard of the selection and the thresholds and the report once):
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..adapters import unsupported
 from ..atomic import disk_errors
+from ..method_spec import method_class
 from ..metrics import BUILTIN_ORDER, Metric
 from ..output_folder import output_folder
 from ..registry import get_metric, list_metrics
 from ..training.checkpoint import resolve_device
+from ..training.verdict import maps_warning
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
@@ -74,6 +79,11 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     metrics = registered_metrics()
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
+    cfg = _supported_defaults(cfg, [c.model for c in inputs.classifiers])
+    for c in inputs.classifiers:
+        warning = maps_warning(c.config)  # a classifier near chance: its maps show contrast
+        if warning:
+            print(warning if c.name is None else f"{c.name}: {warning}", file=sys.stderr, flush=True)
     producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)  # a method's bad option fails here
     labels = [p.label for p in producers]  # the rows: method (one classifier) or NAME/method, @SUBTYPE
     negative_ratio = cfg.negative_ratio
@@ -97,6 +107,22 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
         except BaseException as exc:
             journal.failed(exc)
             raise
+
+
+def _supported_defaults(cfg: BenchmarkConfig, models: Sequence[Any]) -> BenchmarkConfig:
+    """The default method list keeps only the methods that can explain every classifier's model
+    family, with one line for each one left out; an explicit ``--methods`` is taken as given."""
+    if cfg.methods is not None:
+        return cfg
+    left_out: dict[str, str] = {}
+    for model in models:
+        for label, why in unsupported({label: method_class(spec) for label, spec in cfg.specs.items()}, model).items():
+            left_out.setdefault(label, why)
+    for label, why in left_out.items():
+        print(f"{label} is left out of the default methods: {why}", file=sys.stderr, flush=True)
+    if not left_out:
+        return cfg
+    return dataclasses.replace(cfg, methods=[label for label in cfg.specs if label not in left_out])
 
 
 def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock, record, journal, _after_unit,

@@ -24,6 +24,12 @@ def explain(checkpoint, input_, method, out, brain_mask, device, batch_size, ove
     from ..benchmark.defaults import resolve_checkpoint
     from ..benchmark.explain import explain_scan
 
-    _vol, path = explain_scan(resolve_checkpoint(checkpoint), input_, method=method, out=out, brain_mask=brain_mask,
+    from ..training import maps_warning, read_config
+
+    ckpt = resolve_checkpoint(checkpoint)
+    warning = maps_warning(read_config(ckpt))  # a classifier near chance: its maps show contrast
+    if warning:
+        click.echo(warning, err=True)
+    _vol, path = explain_scan(ckpt, input_, method=method, out=out, brain_mask=brain_mask,
                               device=device, batch_size=batch_size, overwrite=overwrite)
     click.echo(f"wrote {path}")

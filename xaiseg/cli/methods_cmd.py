@@ -11,10 +11,11 @@ import click
 def methods(as_json: bool) -> None:
     """List every registered attribution method.
 
-    For each: its name (what --methods takes), a one-line description, the architectures it
-    supports, whether it needs gradients, and the installed distribution that provides it.
-    Methods come from the `xaiseg.methods` entry-point group, so third-party plugins appear
-    here once installed.
+    For each: its name (what --methods takes), a one-line description, the model families it
+    supports (the installed adapters it can use: swin, swinv2, vit, hf-vit, hf-swin, ...; "any"
+    for model-agnostic methods), whether it needs gradients, and the installed distribution that
+    provides it. Methods come from the `xaiseg.methods` entry-point group and model families
+    from `xaiseg.adapters`, so third-party plugins appear here once installed.
     """
     import warnings
 
@@ -39,7 +40,7 @@ def methods(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = ("NAME", "ARCH", "GRADIENTS", "PROVIDED BY", "DESCRIPTION")
+    header = ("NAME", "FAMILIES", "GRADIENTS", "PROVIDED BY", "DESCRIPTION")
     table = [header] + [
         (r["name"], ",".join(r["architectures"]) or "any", "yes" if r["needs_gradients"] else "no", r["distribution"], r["description"])
         for r in rows

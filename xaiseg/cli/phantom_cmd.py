@@ -19,6 +19,9 @@ import click
     help="Fraction of heads with hemorrhage.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same data).")
+@click.option("--acquisition", type=click.Choice(["random", "clean"]), default="random", show_default=True,
+              help="random: one randomised scan per head (field of view, artefacts, noise, HU drift, 8-bit export; "
+                   "docs/data.md); clean: every head scanned alike.")
 @click.option("--contact-sheet", is_flag=True, help="Also write contact_sheet.png (one tile per head).")
 @click.option("--compress", is_flag=True, help="Write .nii.gz instead of .nii.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it holds a phantom written earlier (never any other folder).")
@@ -30,6 +33,7 @@ def phantom(
     size: int,
     prevalence: float,
     seed: int,
+    acquisition: str,
     contact_sheet: bool,
     compress: bool,
     overwrite: bool,
@@ -54,5 +58,6 @@ def phantom(
         progress=not quiet,
         overwrite=overwrite,
         compress=compress,
+        acquisition=acquisition,
     )
     click.echo(f"wrote {subjects} subjects x {slices} slices ({size}x{size}) to {path}")

@@ -34,7 +34,7 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
 @click.option("--epochs", type=int, default=10)
 @click.option("--batch-size", type=int, default=32)
-@click.option("--lr", type=float, default=1e-3, help="Peak AdamW learning rate (after warm-up, then cosine).")
+@click.option("--lr", type=float, default=7e-4, help="Peak AdamW learning rate (after warm-up, then cosine).")
 @click.option("--weight-decay", type=float, default=0.05)
 @click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
 @click.option("--image-size", type=int, default=None, help="Input size (overrides the model's img_size).")
@@ -64,7 +64,13 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--val-size", type=int, default=512, help="Phantom stream: fixed realistic validation slices.")
 @click.option("--prevalence", type=float, default=0.5, help="Phantom stream: share of slices drawn with hemorrhage.")
 @click.option("--curriculum", default=None, metavar="START,HOLD,SHRINK",
-              help="Phantom lesion-size curriculum: scale START for HOLD of the run, shrinking to 1 over SHRINK, e.g. 3,0.25,0.45.")
+              help="Phantom lesion-size curriculum: scale START for HOLD of the run, shrinking to 1 over SHRINK; "
+                   "1,0,0 = off. [default: 3,0.15,0.35 on the phantom stream]")
+@click.option("--train-on", type=click.Choice(["auto", "stream", "disk"]), default="auto",
+              help="auto: fresh phantom slices for --data phantom and for folders written by `xaiseg phantom` "
+                   "(validated on the folder's slices); disk: the folder's own slices.")
+@click.option("--acquisition", type=click.Choice(["random", "clean"]), default=None,
+              help="Phantom stream: randomised scans (domain randomisation) or clean ones. [default: the folder's, else random]")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def train(**o) -> None:
@@ -75,13 +81,13 @@ def train(**o) -> None:
 
     \b
     Examples:
-      xaiseg train --data phantom --model tiny --curriculum 3,0.25,0.45 --out runs/tiny
+      xaiseg train --data phantom --model tiny --out runs/tiny
       xaiseg train --data /data/ct-ich --layout physionet --task subtypes --out runs/sub
     """
     from ..errors import ConfigError
     from ..training import TrainConfig, parse_model_kwargs, train as run
 
-    start, hold, shrink = 1.0, 0.0, 0.0
+    start = hold = shrink = None
     if o["curriculum"]:
         try:
             start, hold, shrink = (float(v) for v in o["curriculum"].split(","))
@@ -96,6 +102,7 @@ def train(**o) -> None:
         val_fraction=o["val_fraction"], patience=o["patience"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
         augment=o["augment"], ema=o["ema"], grad_clip=o["grad_clip"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
+        train_on=o["train_on"], acquisition=o["acquisition"],
         resume=o["resume"], progress=o["progress"],
         command="xaiseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     )

@@ -38,20 +38,6 @@ def _taps(size: int, pixel_mm: float, scale_mm: float) -> tuple[int, np.ndarray,
     return n_nodes, idx, w
 
 
-def smooth_field(rng: np.random.Generator, size: int, pixel_mm: float, scale_mm: float) -> np.ndarray:
-    """A random field with unit variance and correlation length ~``scale_mm`` (float32, size²)."""
-    n, idx, w = _taps(size, float(pixel_mm), round(float(scale_mm), 3))
-    f = rng.standard_normal((n, n), dtype=np.float32)
-    # columns first on the small grid (n x size), then rows at full resolution
-    g = f[:, idx[:, 0]] * w[:, 0]
-    for t in range(1, 4):
-        g += f[:, idx[:, t]] * w[:, t]
-    out = g[idx[:, 0], :] * w[:, 0, None]
-    for t in range(1, 4):
-        out += g[idx[:, t], :] * w[:, t, None]
-    return out
-
-
 N_ANGLE_BINS = 2048  # angular resolution of the per-slice radius tables
 ANGLE_BIN_CENTRES = (-np.pi + (np.arange(N_ANGLE_BINS) + 0.5) * (2 * np.pi / N_ANGLE_BINS)).astype(np.float32)
 ANGLE_BIN_CENTRES.setflags(write=False)
@@ -81,7 +67,8 @@ def polar_grid(size: int, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
 def smooth_field_window(
     rng: np.random.Generator, size: int, pixel_mm: float, scale_mm: float, rows: slice, cols: slice
 ) -> np.ndarray:
-    """``smooth_field(...)[rows, cols]`` without computing the pixels outside the window."""
+    """A random field with unit variance and correlation length ~``scale_mm`` (float32) on the
+    window ``[rows, cols]`` of a size² image, without computing the pixels outside the window."""
     n, idx, w = _taps(size, float(pixel_mm), round(float(scale_mm), 3))
     f = rng.standard_normal((n, n), dtype=np.float32)
     ic, wc = idx[cols], w[cols]

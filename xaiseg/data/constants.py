@@ -6,7 +6,7 @@ from __future__ import annotations
 SUBTYPES: tuple[str, ...] = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
 LABELS: tuple[str, ...] = SUBTYPES + ("any",)
 
-# (centre, width) in HU: brain, subdural, bone (DESIGN.md §1, as in HGI-SAM).
+# (centre, width) in HU: brain, subdural, bone (docs/design.md §1, as in HGI-SAM).
 DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 120.0), (80.0, 200.0), (600.0, 2800.0))
 
 # PhysioNet CT-ICH column of each subtype in ``hemorrhage_diagnosis_raw_ct.csv``.

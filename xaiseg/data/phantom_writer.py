@@ -35,20 +35,11 @@ from ..lock import folder_lock
 from ..output_folder import Owner, foreign_entries, json_record, unexpected_files
 from ..outputs import check_out_dir
 from .constants import LABELS, PHYSIONET_COLUMNS, PHYSIONET_CSV, PHYSIONET_CSV_COLUMNS, SUBTYPES
-from .phantom import FOV_MM, HEAD_HEIGHT_MM, Head, Lesion, render, sample_head, sample_lesion
-
-PHANTOM_VERSION = 1
+from .phantom import CLEAN, FOV_MM, HEAD_HEIGHT_MM, PHANTOM_VERSION, render, sample_acquisition, sample_head
+from .phantom_lesions import draw_lesions
 PHANTOM_OUTPUT = Owner("xaiseg phantom", (json_record("phantom.json", "generator", "xaiseg phantom"),))
 
-# how often each subtype is drawn for a positive subject (roughly the mix of PhysioNet CT-ICH)
-_SUBTYPE_WEIGHTS = {
-    "epidural": 0.15,
-    "intraparenchymal": 0.25,
-    "intraventricular": 0.15,
-    "subarachnoid": 0.20,
-    "subdural": 0.25,
-}
-
+ACQUISITIONS = ("random", "clean")
 
 def phantom_affine(size: int, slices: int, pixel_mm: float, slice_mm: float) -> np.ndarray:
     """Affine of a phantom volume: LPS voxel axes, centred on the world origin."""
@@ -56,14 +47,6 @@ def phantom_affine(size: int, slices: int, pixel_mm: float, slice_mm: float) -> 
     centre = np.array([(size - 1) / 2, (size - 1) / 2, (slices - 1) / 2])
     aff[:3, 3] = -aff[:3, :3] @ centre
     return aff
-
-
-def _subject_lesions(rng: np.random.Generator, head: Head) -> list[Lesion]:
-    names = list(_SUBTYPE_WEIGHTS)
-    probs = np.array([_SUBTYPE_WEIGHTS[n] for n in names])
-    n = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.10)
-    chosen = rng.choice(len(names), size=n, replace=False, p=probs)
-    return [sample_lesion(rng, names[i], head) for i in sorted(chosen)]
 
 
 def _save_nifti(path: Path, vol: np.ndarray, affine: np.ndarray) -> None:
@@ -87,6 +70,7 @@ def write_phantom(
     progress: bool = True,
     overwrite: bool = False,
     compress: bool = False,
+    acquisition: str = "random",
 ) -> Path:
     """Write a phantom data set in the PhysioNet CT-ICH layout and return its folder.
 
@@ -94,10 +78,13 @@ def write_phantom(
     of random subtypes, each spanning several consecutive slices; the others have none. The
     anatomy, the lesions and the noise are fixed by ``seed`` (the anatomy and lesions do not
     depend on ``size``). Slices are ``HEAD_HEIGHT_MM / slices_per_subject`` mm apart (5 mm for
-    32), pixels ``FOV_MM / size`` mm (0.45 mm at 512). The CSV has one row per slice and a slice
+    32), pixels ``fov / size`` mm (``FOV_MM``: 0.45 mm at 512). The CSV has one row per slice and a slice
     is positive iff its mask is non-empty. ``OUT`` must not exist or be empty, unless
     ``overwrite`` and it holds a phantom written here (its phantom.json): nothing else is ever
-    deleted. ``compress`` writes ``.nii.gz``.
+    deleted. ``compress`` writes ``.nii.gz``. ``acquisition="random"`` draws each subject's
+    scan settings (field of view, hence pixel size; slice thickness, artefacts, noise, HU
+    calibration, 8-bit export: :func:`~.phantom_acquisition.sample_acquisition`); ``"clean"``
+    scans every head alike (``FOV_MM``, white noise only).
     """
     out = Path(out)
     if subjects < 1 or slices_per_subject < 1 or size < 16:
@@ -108,6 +95,8 @@ def write_phantom(
         raise ConfigError("at most 999 subjects (file names are three digits, as in PhysioNet)")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if acquisition not in ACQUISITIONS:
+        raise ConfigError(f"--acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
     _check_replaceable(out, overwrite)
     with _phantom_folder(out):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -115,7 +104,8 @@ def write_phantom(
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the data set is not
         try:
-            _write_into(tmp, subjects, slices_per_subject, size, prevalence, seed, contact_sheet, progress, compress)
+            _write_into(tmp, subjects, slices_per_subject, size, prevalence, seed, contact_sheet, progress, compress,
+                        acquisition == "random")
             _check_replaceable(out, overwrite)  # again, under the lock
             shutil.rmtree(out)  # only phantom files (checked): nothing a user put there
             os.replace(tmp, out)
@@ -175,80 +165,28 @@ def _write_into(
     contact_sheet: bool,
     progress: bool,
     compress: bool,
+    randomise: bool = True,
 ) -> None:
     from tqdm.auto import tqdm
 
     ext = ".nii.gz" if compress else ".nii"
     for d in ("ct_scans", "masks", "brain_masks"):
         (root / d).mkdir()
-    pixel_mm = FOV_MM / size
-    slice_mm = HEAD_HEIGHT_MM / n_slices
-    affine = phantom_affine(size, n_slices, pixel_mm, slice_mm)
-    zs = (np.arange(n_slices) + 0.5) / n_slices
-
     seq = np.random.SeedSequence(seed)
     top = np.random.default_rng(seq.spawn(1)[0])
-    n_pos = int(round(prevalence * subjects))
     positive = np.zeros(subjects, dtype=bool)
-    positive[top.permutation(subjects)[:n_pos]] = True
+    positive[top.permutation(subjects)[: int(round(prevalence * subjects))]] = True
     subject_seqs = seq.spawn(subjects + 1)[1:]
 
     rows: list[dict] = []
-    meta_subjects = []
-    sheet_tiles = []
+    meta_subjects, sheet_tiles = [], []
     bar = tqdm(total=subjects * n_slices, desc="phantom", unit="slice", disable=not progress)
     try:
         for s in range(subjects):
-            anat_seq, slice_seq = subject_seqs[s].spawn(2)
-            arng = np.random.default_rng(anat_seq)
-            head = sample_head(arng)
-            lesions = _subject_lesions(arng, head) if positive[s] else []
-            # (slice, row, column) in C order is (i, j, k) in Fortran order: what NIfTI stores
-            ct = np.empty((n_slices, size, size), dtype=np.int16)
-            msk = np.empty((n_slices, size, size), dtype=np.uint8)
-            brn = np.empty((n_slices, size, size), dtype=np.uint8)
-            areas = []
-            best = (0, n_slices // 2)  # the middle slice for a head without hemorrhage
-            for k, (z, sseq) in enumerate(zip(zs, slice_seq.spawn(n_slices))):
-                sl = render(head, lesions, float(z), np.random.default_rng(sseq), size=size, pixel_mm=pixel_mm)
-                np.rint(sl.hu, out=sl.hu)
-                ct[k] = sl.hu
-                msk[k] = sl.mask * np.uint8(255)
-                brn[k] = sl.brain * np.uint8(255)
-                area = int(sl.mask.sum())
-                areas.append(area)
-                if area > best[0]:
-                    best = (area, k)
-                row = {"PatientNumber": s + 1, "SliceNumber": k + 1}
-                for st in SUBTYPES:
-                    row[PHYSIONET_COLUMNS[st]] = int(sl.labels[SUBTYPES.index(st)])
-                row["No_Hemorrhage"] = int(sl.labels[LABELS.index("any")] == 0)
-                row["Fracture_Yes_No"] = 0
-                rows.append(row)
-                bar.update(1)
-            name = f"{s + 1:03d}{ext}"
-            _save_nifti(root / "ct_scans" / name, ct.transpose(2, 1, 0), affine)
-            _save_nifti(root / "masks" / name, msk.transpose(2, 1, 0), affine)
-            _save_nifti(root / "brain_masks" / name, brn.transpose(2, 1, 0), affine)
-            if contact_sheet:
-                k = best[1]
-                sheet_tiles.append((s + 1, k + 1, ct[k].astype(np.float32), msk[k] > 0))
-            meta_subjects.append(
-                {
-                    "PatientNumber": s + 1,
-                    "file": name,
-                    "lesions": [
-                        {
-                            "subtype": les.subtype,
-                            "z_centre": round(les.zc, 4),
-                            "z_half_extent": round(les.hz, 4),
-                            "blood_hu": round(les.blood_hu, 1),
-                        }
-                        for les in lesions
-                    ],
-                    "lesion_px_per_slice": areas,
-                }
-            )
+            meta, tile = _write_subject(root, s, subject_seqs[s], bool(positive[s]), n_slices, size, ext,
+                                        randomise, rows, bar)
+            meta_subjects.append(meta)
+            sheet_tiles.append(tile)
     finally:
         bar.close()
 
@@ -264,14 +202,65 @@ def _write_into(
         "slices_per_subject": n_slices,
         "size": size,
         "prevalence": prevalence,
-        "pixel_mm": pixel_mm,
-        "slice_mm": slice_mm,
+        "acquisition": "random" if randomise else "clean",
+        "pixel_mm": None if randomise else FOV_MM / size,  # random: per subject (its field of view)
+        "slice_mm": HEAD_HEIGHT_MM / n_slices,
         "voxel_axes": "i: patient left (image columns), j: posterior (image rows), k: superior",
         "subject_list": meta_subjects,
     }
     (root / "phantom.json").write_text(json.dumps(meta, indent=1))
     if contact_sheet:
         _contact_sheet(root / "contact_sheet.png", sheet_tiles)
+
+
+def _write_subject(root: Path, s: int, subject_seq: np.random.SeedSequence, positive: bool, n_slices: int,
+                   size: int, ext: str, randomise: bool, rows: list[dict], bar) -> tuple[dict, tuple]:
+    """Render and save one head's volumes; append its CSV rows; return its phantom.json entry and
+    its contact-sheet tile (the slice with the most hemorrhage)."""
+    anat_seq, slice_seq = subject_seq.spawn(2)
+    arng = np.random.default_rng(anat_seq)
+    head = sample_head(arng)
+    lesions = draw_lesions(arng, head) if positive else []
+    acq = sample_acquisition(arng) if randomise else CLEAN
+    pixel_mm, slice_mm = acq.fov_mm / size, HEAD_HEIGHT_MM / n_slices
+    zs = (np.arange(n_slices) + 0.5) / n_slices
+    # (slice, row, column) in C order is (i, j, k) in Fortran order: what NIfTI stores
+    ct = np.empty((n_slices, size, size), dtype=np.int16)
+    msk = np.empty((n_slices, size, size), dtype=np.uint8)
+    brn = np.empty((n_slices, size, size), dtype=np.uint8)
+    areas = []
+    for k, (z, sseq) in enumerate(zip(zs, slice_seq.spawn(n_slices))):
+        sl = render(head, lesions, float(z), np.random.default_rng(sseq), size=size, pixel_mm=pixel_mm, acquisition=acq)
+        ct[k] = np.rint(sl.hu)
+        msk[k] = sl.mask * np.uint8(255)
+        brn[k] = sl.brain * np.uint8(255)
+        areas.append(int(sl.mask.sum()))
+        row = {"PatientNumber": s + 1, "SliceNumber": k + 1}
+        for st in SUBTYPES:
+            row[PHYSIONET_COLUMNS[st]] = int(sl.labels[SUBTYPES.index(st)])
+        row["No_Hemorrhage"] = int(sl.labels[LABELS.index("any")] == 0)
+        row["Fracture_Yes_No"] = 0
+        rows.append(row)
+        bar.update(1)
+    name = f"{s + 1:03d}{ext}"
+    affine = phantom_affine(size, n_slices, pixel_mm, slice_mm)
+    _save_nifti(root / "ct_scans" / name, ct.transpose(2, 1, 0), affine)
+    _save_nifti(root / "masks" / name, msk.transpose(2, 1, 0), affine)
+    _save_nifti(root / "brain_masks" / name, brn.transpose(2, 1, 0), affine)
+    k = int(np.argmax(areas)) if max(areas) > 0 else n_slices // 2  # the middle slice without hemorrhage
+    meta = {
+        "PatientNumber": s + 1,
+        "file": name,
+        "pixel_mm": pixel_mm,
+        "acquisition": {key: (list(v) if isinstance(v, tuple) else v) for key, v in acq.__dict__.items()},
+        "lesions": [
+            {"subtype": les.subtype, "z_centre": round(les.zc, 4), "z_half_extent": round(les.hz, 4),
+             "blood_hu": round(les.blood_hu, 1)}
+            for les in lesions
+        ],
+        "lesion_px_per_slice": areas,
+    }
+    return meta, (s + 1, k + 1, ct[k].astype(np.float32), msk[k] > 0)
 
 
 def _contact_sheet(path: Path, tiles: list[tuple[int, int, np.ndarray, np.ndarray]]) -> None:

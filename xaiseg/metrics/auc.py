@@ -9,7 +9,8 @@ not 0.5.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+from .ranking_fast import auc_from_scores
 
 
 def known_labels(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -29,9 +30,4 @@ def mann_whitney_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """P(score of a random positive > score of a random negative), ties counting ½ — equal to
     sklearn's ``roc_auc_score``. NaN labels are dropped; NaN if one class is missing."""
     y, s = known_labels(labels, scores)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)  # average ranks: a tie between a positive and a negative counts ½
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return auc_from_scores(s[y], s[~y])  # the rank form's float, without its argsort

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .auc import mann_whitney_auc
+from .ranking_fast import comparable, floor_in
 
 Spacing = tuple[float, float]
 
@@ -43,16 +44,17 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """2|P∩G| / (|P| + |G|); 1 when both are empty."""
     _check(pred, gt)
     p, g = pred.astype(bool), gt.astype(bool)
-    denom = int(p.sum()) + int(g.sum())
-    return 1.0 if denom == 0 else 2.0 * int((p & g).sum()) / denom
+    # count_nonzero: the same integers as .sum(), ~8× faster on a 512² boolean mask
+    denom = int(np.count_nonzero(p)) + int(np.count_nonzero(g))
+    return 1.0 if denom == 0 else 2.0 * int(np.count_nonzero(p & g)) / denom
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """|P∩G| / |P∪G|; 1 when both are empty."""
     _check(pred, gt)
     p, g = pred.astype(bool), gt.astype(bool)
-    union = int((p | g).sum())
-    return 1.0 if union == 0 else int((p & g).sum()) / union
+    union = int(np.count_nonzero(p | g))
+    return 1.0 if union == 0 else int(np.count_nonzero(p & g)) / union
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
@@ -61,12 +63,29 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(2, 1))
 
 
+def _distances_at(sa: np.ndarray, sb: np.ndarray, spacing: Spacing) -> np.ndarray:
+    """Distance (mm) from every pixel of surface ``sa`` to the nearest pixel of surface ``sb``."""
+    # EDT of the complement of b's surface = distance of every pixel to b's surface, anisotropic.
+    return ndimage.distance_transform_edt(~sb, sampling=spacing)[sa]
+
+
 def directed_surface_distances(a: np.ndarray, b: np.ndarray, spacing: Spacing) -> np.ndarray:
     """Distance (mm) from every surface pixel of ``a`` to the nearest surface pixel of ``b``."""
-    sa, sb = surface(a), surface(b)
-    # EDT of the complement of b's surface = distance of every pixel to b's surface, anisotropic.
-    dist_to_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
-    return dist_to_b[sa]
+    return _distances_at(surface(a), surface(b), spacing)
+
+
+def _window(*masks: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the union of the (non-empty) masks.
+
+    HD95 computed on this window equals the full-slice value exactly. Every surface pixel lies
+    in the box, so each nearest-surface search finds the same pixel at the same integer offset
+    (scipy's feature transform and distances depend on coordinate differences only; the float
+    is the same to the last bit, tests/test_metrics_fast.py). The erosion sees the same
+    neighbours: a neighbour outside the box is background in the slice, and the erosion counts
+    outside-the-array as background too (no margin is needed)."""
+    union = np.logical_or.reduce(masks)
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> float:
@@ -74,8 +93,10 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> flo
     _check(pred, gt)
     if not pred.any() or not gt.any():
         return float("nan")
-    d_pg = directed_surface_distances(pred, gt, spacing)
-    d_gp = directed_surface_distances(gt, pred, spacing)
+    win = _window(pred.astype(bool), gt.astype(bool))  # the only region that can matter
+    sp, sg = surface(pred[win]), surface(gt[win])
+    d_pg = _distances_at(sp, sg, spacing)
+    d_gp = _distances_at(sg, sp, spacing)
     return float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)))
 
 
@@ -125,12 +146,12 @@ def predicted_area(pred: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> tuple[int
 def dice_curve(saliency: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Dice of ``saliency > t`` for every t in ``thresholds`` (one pass over sorted values)."""
     _check(saliency, gt)
-    s = np.asarray(saliency, dtype=np.float64).ravel()
+    s = comparable(saliency).ravel()  # float32 maps stay float32: the same comparisons, faster sort
     g = gt.astype(bool).ravel()
-    n_gt = int(g.sum())
+    n_gt = int(np.count_nonzero(g))
     order = np.sort(s)
     order_in = np.sort(s[g])
-    t = np.asarray(thresholds, dtype=np.float64)
+    t = floor_in(s.dtype, thresholds)  # v > t ⇔ v > t's floor in the map's dtype
     # count of values > t = n - (number of values <= t)
     pred_pos = s.size - np.searchsorted(order, t, side="right")
     tp = n_gt - np.searchsorted(order_in, t, side="right")

@@ -3,8 +3,7 @@
 Library use::
 
     from xaiseg.training import TrainConfig, train
-    train(TrainConfig(out="runs/tiny", data="phantom", model="tiny",
-                      curriculum_start=3, curriculum_hold=0.25, curriculum_shrink=0.45))
+    train(TrainConfig(out="runs/tiny", data="phantom", model="tiny"))  # the curriculum is on by default
     loaded = xaiseg.load_model("runs/tiny")        # .model (eval), .config, .preprocessor
 """
 from __future__ import annotations
@@ -16,6 +15,7 @@ from .config import TrainConfig
 from .curriculum import Curriculum, lr_factor
 from .presets import PRESETS, Preset, build_model, parse_model_kwargs, resolve_model
 from .trainer import TrainResult, train
+from .verdict import checkpoint_verdict, maps_warning
 
 
 def default_checkpoint() -> Path:
@@ -32,9 +32,11 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_model",
+    "checkpoint_verdict",
     "default_checkpoint",
     "load_model",
     "lr_factor",
+    "maps_warning",
     "parse_model_kwargs",
     "read_config",
     "resolve_model",

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The lesion-size curriculum of the phantom stream by default (run e10 of docs/training.md):
+# lesions 3x their size for 15 % of the run, shrinking to realistic over the next 35 %.
+DEFAULT_CURRICULUM = (3.0, 0.15, 0.35)
+
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.01) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""

@@ -1,6 +1,8 @@
-"""Named Swin configurations and the one place that builds a classifier from a name.
+"""Named configurations and the one place that builds a classifier from a name.
 
-``--model`` takes a preset name (``tiny``, ``small``, ``paper``) or any timm Swin V1 name; extra
+``--model`` takes a preset name (``tiny``, ``small``, ``paper``, ``vit-tiny``) or the timm name
+of any model family xaiseg has an adapter for (Swin V1 ``swin_*``, Swin V2 ``swinv2_*``, ViT and
+DeiT ``vit_*``/``deit_*``/``deit3_*``; each adapter's ``accepts_name`` decides); extra
 constructor arguments come from ``--model-kwargs`` (JSON) and override the preset's. What is
 stored in a checkpoint is always the resolved timm name plus the full kwargs, never the preset
 name alone, so a checkpoint rebuilds the same network even if a preset changes later.
@@ -18,7 +20,7 @@ from ..json_options import json_object
 
 @dataclass(frozen=True)
 class Preset:
-    """A named timm Swin configuration."""
+    """A named timm configuration."""
 
     name: str
     timm_name: str
@@ -56,6 +58,14 @@ PRESETS: dict[str, Preset] = {
         "The published model (HGI-SAM): Swin-B, patch 4, window 12, 384 px (~87 M parameters)",
         resize_ratio=422 / 384,
     ),
+    # A ViT for CPU runs: patch 8 at 128 px keeps a 16×16 grid (maps as fine as tiny Swin's
+    # stage 1); 4 blocks of 4 heads, embed 64. drop_path 0 as for `tiny`.
+    "vit-tiny": Preset(
+        "vit-tiny",
+        "vit_tiny_patch16_224",
+        dict(img_size=128, patch_size=8, embed_dim=64, depth=4, num_heads=4, drop_path_rate=0.0),
+        "CPU-sized ViT: 128 px, patch 8 (16×16 tokens + class token), embed 64, depth 4, 4 heads (~0.2 M parameters)",
+    ),
 }
 
 
@@ -91,13 +101,14 @@ def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> t
     if name in PRESETS:
         p = PRESETS[name]
         return p.timm_name, {**dict(p.kwargs), **overrides}
-    if name not in timm.list_models("swin*"):
+    from ..adapters import adapter_for_name
+
+    family = adapter_for_name(name)
+    if family is None or name not in timm.list_models():
         raise ConfigError(
-            f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or a timm Swin name "
-            f"such as swin_tiny_patch4_window7_224 (see timm.list_models('swin*'))"
+            f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or a timm name of a supported family "
+            "(swin_*, swinv2_*, vit_*, deit_*, deit3_*; see timm.list_models())"
         )
-    if name.startswith(("swinv2", "swin_s3")):
-        raise ConfigError(f"{name!r} is not a Swin V1 model; xaiseg's Swin adapter reads timm's SwinTransformer (V1) only")
     return name, overrides
 
 
@@ -111,19 +122,26 @@ def build_model(
     kw.pop("num_classes", None)
     kw.pop("in_chans", None)
     try:
-        return timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kw)
+        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kw)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         if pretrained and "connect" in str(exc).lower():
             raise ConfigError(f"cannot download pretrained weights for {timm_name!r} (no network?): {exc}") from None
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot build {timm_name} with {dict(kw)}: {msg}") from None
+    from ..adapters import get_adapter
+
+    try:  # the methods must be able to read it (e.g. a ViT with global_pool="map" is refused)
+        get_adapter(model)
+    except TypeError as exc:
+        raise ConfigError(f"{timm_name} with {dict(kw)} cannot be explained by xaiseg: {exc}") from None
+    return model
 
 
 def model_input_size(model: nn.Module) -> int:
-    """The square input size a timm Swin was built for."""
+    """The square input size a timm Swin or ViT was built for."""
     size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if size is None:
-        raise ConfigError(f"{type(model).__name__} has no patch_embed.img_size; xaiseg trains timm Swin models")
+        raise ConfigError(f"{type(model).__name__} has no patch_embed.img_size; xaiseg trains timm Swin and ViT models")
     h, w = (size, size) if isinstance(size, int) else size
     if h != w:
         raise ConfigError(f"only square inputs are supported, the model takes {h}×{w}")

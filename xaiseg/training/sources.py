@@ -20,17 +20,6 @@ from torch.utils.data import Dataset, IterableDataset
 from ..errors import DataError
 from .curriculum import Curriculum
 
-# Subtype mix and lesion count of a hemorrhage-positive phantom head: the phantom writer's
-# (roughly PhysioNet CT-ICH), so the training stream looks like the data sets it writes.
-PHANTOM_SUBTYPE_WEIGHTS = {
-    "epidural": 0.15,
-    "intraparenchymal": 0.25,
-    "intraventricular": 0.15,
-    "subarachnoid": 0.20,
-    "subdural": 0.25,
-}
-
-
 def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
 
@@ -46,34 +35,36 @@ def render_phantom_sample(
     prevalence: float,
     lesion_scale: float,
     realism: float = 1.0,
+    randomise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One fresh phantom slice -> (windowed image, labels), drawn the way the phantom writer
-    builds its volumes: a new head; with probability ``prevalence`` one to three lesions (each at
-    its subtype's usual level) and a slice level inside one lesion's extent, anywhere from its
-    middle to its thin ends; otherwise no lesion and a level anywhere from skull base to vertex.
-    The labels come from the rendered mask (a lesion can miss the slice: then it is negative).
+    builds its volumes: a new head and, with ``randomise``, a new randomised acquisition
+    (domain randomisation: field of view, artefacts, noise, HU calibration, 8-bit export); with
+    probability ``prevalence`` one to three lesions (each at its subtype's usual level) and a
+    slice level inside one lesion's extent, anywhere from its middle to its thin ends; otherwise
+    no lesion and a level anywhere from skull base to vertex. The labels come from the rendered
+    mask (a lesion can miss the slice: then it is negative).
 
     ``realism`` < 1 (the curriculum's early phase) makes it easier: positive slices pass closer
-    to a lesion's middle (within ``0.35 + 0.65 * realism`` of its half-height) and negative ones
-    avoid the skull base and vertex (``z`` in ``[0.1, 0.9]`` at realism 0).
+    to a lesion's middle (within ``0.35 + 0.65 * realism`` of its half-height), negative ones
+    avoid the skull base and vertex (``z`` in ``[0.1, 0.9]`` at realism 0) and the acquisition's
+    artefacts are milder (strength ``0.25 + 0.75 * realism``).
     """
-    from ..data.phantom import render, sample_head, sample_lesion
+    from ..data.phantom import render, sample_acquisition, sample_head
+    from ..data.phantom_lesions import draw_lesions
 
     head = sample_head(rng)
     lesions = []
     if rng.random() < prevalence:
-        names = list(PHANTOM_SUBTYPE_WEIGHTS)
-        p = np.array([PHANTOM_SUBTYPE_WEIGHTS[n] for n in names])
-        n = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.10)
-        chosen = sorted(rng.choice(len(names), size=n, replace=False, p=p / p.sum()))
-        lesions = [sample_lesion(rng, names[i], head, lesion_scale=lesion_scale) for i in chosen]
+        lesions = draw_lesions(rng, head, lesion_scale)
         hit = lesions[int(rng.integers(len(lesions)))]
         spread = 0.35 + 0.65 * realism
         z = float(np.clip(hit.zc + rng.uniform(-spread, spread) * hit.hz, 0.0, 1.0))
     else:
         margin = 0.1 * (1.0 - realism)
         z = float(rng.uniform(margin, 1.0 - margin))
-    sl = render(head, lesions, z, rng, size=render_size)
+    acq = sample_acquisition(rng, 0.25 + 0.75 * realism) if randomise else None
+    sl = render(head, lesions, z, rng, size=render_size, acquisition=acq)
     image = preprocessor(sl.hu)[0]
     return np.asarray(image, dtype=np.float32), np.asarray(sl.labels, dtype=np.float32)
 
@@ -97,10 +88,11 @@ class PhantomStream(IterableDataset):
         render_size: int,
         prevalence: float,
         curriculum: Curriculum,
+        randomise: bool = True,
     ) -> None:
         self.seed, self.start, self.stop, self.total_steps = seed, start, stop, total_steps
         self.batch_size, self.preprocessor, self.render_size = batch_size, preprocessor, render_size
-        self.prevalence, self.curriculum = prevalence, curriculum
+        self.prevalence, self.curriculum, self.randomise = prevalence, curriculum, randomise
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -109,7 +101,8 @@ class PhantomStream(IterableDataset):
         scale = self.curriculum.scale(step, self.total_steps)
         realism = self.curriculum.realism(step, self.total_steps)
         rng = _rng(self.seed, 1, step)
-        xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale, realism)
+        xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale, realism,
+                                                 self.randomise)
                        for _ in range(self.batch_size)))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
@@ -121,7 +114,8 @@ class PhantomStream(IterableDataset):
 
 
 def phantom_validation_set(
-    *, seed: int, n: int, preprocessor: Any, render_size: int, prevalence: float, progress: bool = False
+    *, seed: int, n: int, preprocessor: Any, render_size: int, prevalence: float, progress: bool = False,
+    randomise: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed set of ``n`` realistic (``lesion_scale`` 1) phantom slices, independent of the
     training stream's draws (its own seed stream)."""
@@ -130,7 +124,7 @@ def phantom_validation_set(
     rng = _rng(seed, 2)
     xs, ys = [], []
     for _ in tqdm(range(n), desc="phantom validation set", leave=False, disable=not progress):
-        x, y = render_phantom_sample(rng, preprocessor, render_size, prevalence, 1.0)
+        x, y = render_phantom_sample(rng, preprocessor, render_size, prevalence, 1.0, 1.0, randomise)
         xs.append(x)
         ys.append(y)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

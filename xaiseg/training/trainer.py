@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import CheckpointError, ConfigError, DataError, XaisegError
+from ..errors import CheckpointError, ConfigError, XaisegError
 from ..outputs import check_out_dir
 from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, normalize,
                          resolve_device, save_checkpoint)
@@ -142,11 +142,6 @@ def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: t
     return out
 
 
-def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
-    for i in range(0, len(x), batch_size):
-        yield x[i : i + batch_size], y[i : i + batch_size]
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -179,14 +174,48 @@ def train(
         raise
 
 
-def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> TrainResult:
-    from ..data.constants import DEFAULT_WINDOWS
-    from ..data.preprocess import Preprocessor
+@dataclass
+class _Setup:
+    """What the set-up of a run decides: the model and how its inputs are made."""
 
-    t_start = time.perf_counter()  # cfg was validated by train()
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    model: nn.Module
+    name: str
+    timm_name: str
+    kwargs: dict[str, Any]
+    class_names: list[str]
+    target_index: int
+    windows: tuple[tuple[float, float], ...]
+    input_size: int
+    resize: int | None
+    preprocessor: Any
+    normalization: dict[str, Any]
+
+
+@dataclass
+class _Optim:
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    amp_ctx: Callable[[], Any]
+    ema: Any  # timm ModelEmaV3 or None
+    scored: nn.Module  # the weights that are validated and saved (the EMA's when on)
+
+
+@dataclass
+class _State:
+    """The loop's state: what resume.pt carries from one epoch to the next."""
+
+    start_epoch: int = 0
+    step: int = 0
+    elapsed_before: float = 0.0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _prepare_out(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     resume_path = out / RESUME_FILE
     if cfg.resume and not resume_path.is_file():
@@ -194,9 +223,13 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     if not cfg.resume and out.exists() and any((out / n).exists() for n in (RESUME_FILE, WEIGHTS_FILE, LOG_FILE)):
         raise ConfigError(f"{str(out)!r} already holds a training run; use --resume to continue it or another --out")
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log(out, cfg.progress)
+    return out
 
-    # ---- model -------------------------------------------------------------------------------
+
+def _setup_model(cfg: TrainConfig, device: torch.device, log: _Log) -> _Setup:
+    from ..data.constants import DEFAULT_WINDOWS
+    from ..data.preprocess import Preprocessor
+
     model_name = cfg.model or default_model_name(device.type)
     timm_name, kwargs = resolve_model(model_name, cfg.model_kwargs)
     if cfg.image_size:
@@ -224,83 +257,11 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     # the patch embedding), which removes most of the difference between a uniformly dim (brain)
     # and a uniformly bright (blood) patch when all inputs are positive; centred inputs keep it.
     normalization = {"mean": [0.5] * len(windows), "std": [0.5] * len(windows)}
+    return _Setup(model, model_name, timm_name, kwargs, class_names, target_index, windows, input_size, resize,
+                  preprocessor, normalization)
 
-    # ---- data --------------------------------------------------------------------------------
-    curriculum = Curriculum(cfg.curriculum_start, cfg.curriculum_hold, cfg.curriculum_shrink) if cfg.is_phantom else Curriculum()
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                     worker_init_fn=_worker_init if cfg.workers else None)
-    data_info: dict[str, Any]
-    if cfg.is_phantom:
-        from .sources import PhantomStream, phantom_validation_set
 
-        render_size = cfg.render_size or input_size
-        steps_per_epoch = cfg.steps_per_epoch
-        total_steps = cfg.epochs * steps_per_epoch
-        xv, yv = phantom_validation_set(seed=cfg.seed, n=cfg.val_size, preprocessor=preprocessor,
-                                        render_size=render_size, prevalence=cfg.prevalence, progress=cfg.progress)
-
-        def train_batches(epoch: int):
-            stream = PhantomStream(seed=cfg.seed, start=epoch * steps_per_epoch, stop=(epoch + 1) * steps_per_epoch,
-                                   total_steps=total_steps, batch_size=cfg.batch_size, preprocessor=preprocessor,
-                                   render_size=render_size, prevalence=cfg.prevalence, curriculum=curriculum)
-            return torch.utils.data.DataLoader(stream, batch_size=None, **loader_kw)
-
-        def val_batches():
-            return _tensor_batches(xv, yv, max(cfg.batch_size, 64))
-
-        has_val = True
-        data_info = {"source": "phantom-stream", "render_size": render_size, "val_size": cfg.val_size,
-                     "val_positives": int((yv[:, -1] > 0.5).sum()), "prevalence": cfg.prevalence}
-        log(f"data: phantom stream, {cfg.batch_size} fresh slices per step, {steps_per_epoch} steps per epoch; "
-            f"validation: {cfg.val_size} fixed realistic slices ({data_info['val_positives']} positive)"
-            + (f"; curriculum: lesion scale {curriculum.start} for {curriculum.hold:.0%} of the run, "
-               f"shrinking to 1 over {curriculum.shrink:.0%}" if curriculum.active else ""))
-    else:
-        from .sources import EpochSampler, SliceDataset, balanced_weights, epoch_order, open_training_data, subject_split
-
-        ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)
-        skipped = list(getattr(ds, "skipped", []))
-        if skipped:
-            from ..data.base import skipped_summary
-
-            log(skipped_summary(skipped))
-        records = list(ds.records)[: cfg.limit] if cfg.limit else list(ds.records)
-        # A NaN label means "not known" (e.g. a partial RSNA CSV): such slices cannot be trained on.
-        need = slice(-1, None) if cfg.task == "binary" else slice(None)
-        known = [i for i, r in enumerate(records) if not np.isnan(np.asarray(r.labels, dtype=float)[need]).any()]
-        if len(known) < len(records):
-            log(f"skipping {len(records) - len(known)} slices whose {cfg.task} labels are unknown (NaN)")
-        if not known:
-            raise DataError(f"no slice of {cfg.data!r} has known {cfg.task} labels")
-        train_subj, val_subj = subject_split([records[i].subject for i in known], cfg.val_fraction, cfg.seed)
-        tr_idx = [i for i in known if str(records[i].subject) in train_subj]
-        va_idx = [i for i in known if str(records[i].subject) in val_subj]
-        tr_ds = SliceDataset(ds, tr_idx, preprocessor, seed=cfg.seed, augment=cfg.augment)
-        va_ds = SliceDataset(ds, va_idx, preprocessor, seed=cfg.seed, augment=False)
-        any_tr = np.array([float(np.asarray(records[i].labels)[-1]) for i in tr_idx])
-        weights = balanced_weights(any_tr) if cfg.balanced else None
-        steps_per_epoch = -(-len(tr_idx) // cfg.batch_size)
-        total_steps = cfg.epochs * steps_per_epoch
-
-        def train_batches(epoch: int):
-            sampler = EpochSampler(epoch_order(len(tr_idx), epoch, cfg.seed, weights), epoch, cfg.batch_size)
-            return torch.utils.data.DataLoader(tr_ds, batch_sampler=sampler, **loader_kw)
-
-        def val_batches():
-            return torch.utils.data.DataLoader(va_ds, batch_size=max(cfg.batch_size, 64), shuffle=False, **loader_kw)
-
-        has_val = len(va_idx) > 0
-        data_info = {"source": cfg.data, "layout": cfg.layout, "train_slices": len(tr_idx), "val_slices": len(va_idx),
-                     "train_subjects": sorted(train_subj), "val_subjects": sorted(val_subj),
-                     "train_positives": int(any_tr.sum())}
-        log(f"data: {cfg.layout} {cfg.data}: {len(tr_idx)} training slices ({int(any_tr.sum())} positive) from "
-            f"{len(train_subj)} subjects, {len(va_idx)} validation slices from {len(val_subj)} subjects"
-            + (", class-balanced sampling" if cfg.balanced else ""))
-
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * total_steps))
-    curriculum_end_epoch = math.ceil(curriculum.end_step(total_steps) / steps_per_epoch)
-
-    # ---- optimiser, AMP ----------------------------------------------------------------------
+def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _Optim:
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -316,158 +277,214 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema)
-    scored = model if ema is None else ema.module  # the weights that are validated and saved
+    return _Optim(optimizer, scaler, amp_ctx, ema, model if ema is None else ema.module)
 
-    # ---- state (fresh or resumed) ------------------------------------------------------------
-    start_epoch, step, elapsed_before = 0, 0, 0.0
-    best_val, best_epoch, bad_epochs = math.inf, -1, 0
-    best_metrics: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    fp = _fingerprint(cfg)
-    if cfg.resume:
-        try:
-            state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"cannot read {str(resume_path)!r}: corrupt or not written by xaiseg train "
-                                  f"({type(exc).__name__}); start the run again in another --out") from None
-        saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in _RESUME_FREE}
-        # An option added to xaiseg after the run started was, for that run, at its default.
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-        saved_fp = {**_jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
-        diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
-        if diff:
-            raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except ValueError:  # parameter groups of another size: written by an older xaiseg
-            raise CheckpointError(f"{str(resume_path)!r} was written by an xaiseg whose optimiser grouped the "
-                                  "parameters differently (weight-decay fix); start the run again") from None
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        best_val, best_epoch, bad_epochs = float(state["best_val"]), int(state["best_epoch"]), int(state["bad_epochs"])
-        elapsed_before = float(state["elapsed_s"])
-        loop = json.loads(state["loop"])
-        history, best_metrics = loop["history"], loop["best_metrics"]
-        log(f"resumed from {resume_path} after epoch {start_epoch} (step {step})")
-        if start_epoch >= cfg.epochs or loop.get("stopped_early"):
-            log("nothing left to do: the run had finished")
 
-    def checkpoint_config(metrics: dict[str, Any]) -> dict[str, Any]:
-        import timm
+def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.Module, opt: _Optim,
+             device: torch.device, log: _Log) -> _State:
+    """The state after the last finished epoch of an interrupted run (weights, optimiser, RNG, loop)."""
+    try:
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {str(resume_path)!r}: corrupt or not written by xaiseg train "
+                              f"({type(exc).__name__}); start the run again in another --out") from None
+    saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in _RESUME_FREE}
+    # An option added to xaiseg after the run started was, for that run, at its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    saved_fp = {**_jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
+    diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
+    if diff:
+        raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
+    model.load_state_dict(state["model"])
+    if opt.ema is not None:
+        opt.ema.module.load_state_dict(state["ema"])
+    try:
+        opt.optimizer.load_state_dict(state["optimizer"])
+    except ValueError:  # parameter groups of another size: written by an older xaiseg
+        raise CheckpointError(f"{str(resume_path)!r} was written by an xaiseg whose optimiser grouped the "
+                              "parameters differently (weight-decay fix); start the run again") from None
+    if state.get("scaler"):
+        opt.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    loop = json.loads(state["loop"])
+    st = _State(int(state["epoch"]), int(state["step"]), float(state["elapsed_s"]), float(state["best_val"]),
+                int(state["best_epoch"]), int(state["bad_epochs"]), loop["best_metrics"], loop["history"])
+    st.stopped_early = bool(st.history and st.history[-1].get("stopped_early"))
+    log(f"resumed from {resume_path} after epoch {st.start_epoch} (step {st.step})")
+    if st.start_epoch >= cfg.epochs or loop.get("stopped_early"):
+        log("nothing left to do: the run had finished")
+    return st
 
-        return {
-            "timm_name": timm_name, "model_kwargs": kwargs, "preset": model_name if model_name in PRESETS else None,
-            "num_classes": len(class_names), "in_chans": len(windows), "task": cfg.task,
-            "class_names": class_names, "target_index": target_index, "input_size": input_size,
-            "resize": resize, "windows": [list(w) for w in windows], "normalization": normalization,
-            "metrics": metrics, "data": data_info, "training": cfg.to_dict(),
-            "versions": {"xaiseg": __version__, "torch": torch.__version__, "timm": timm.__version__},
-        }
 
-    log.release()  # set-up succeeded: its lines go to the terminal and train.log now
+def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: int, fp: dict[str, Any],
+                 device: torch.device) -> None:
+    _atomic_torch_save(
+        {
+            "model": model.state_dict(), "optimizer": opt.optimizer.state_dict(),
+            "ema": opt.ema.module.state_dict() if opt.ema is not None else None,
+            "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "epoch": epoch, "step": st.step, "best_val": st.best_val, "best_epoch": st.best_epoch,
+            "bad_epochs": st.bad_epochs, "elapsed_s": st.history[-1]["elapsed_s"], "fingerprint": json.dumps(fp),
+            "loop": json.dumps({"history": st.history, "best_metrics": _jsonable(st.best_metrics),
+                                "stopped_early": st.stopped_early}),
+        },
+        path,
+    )
 
-    # ---- loop --------------------------------------------------------------------------------
+
+def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    import timm
+
+    return {
+        "timm_name": m.timm_name, "model_kwargs": m.kwargs, "preset": m.name if m.name in PRESETS else None,
+        "num_classes": len(m.class_names), "in_chans": len(m.windows), "task": cfg.task,
+        "class_names": m.class_names, "target_index": m.target_index, "input_size": m.input_size,
+        "resize": m.resize, "windows": [list(w) for w in m.windows], "normalization": m.normalization,
+        "metrics": metrics, "data": data_info, "training": cfg.to_dict(),
+        "versions": {"xaiseg": __version__, "torch": torch.__version__, "timm": timm.__version__},
+    }
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, batches: Any, st: _State,
+                 schedule: tuple[int, int, Curriculum], device: torch.device, normalization: dict[str, Any]):
+    """One epoch of optimiser steps; returns the losses and the last learning rate."""
     from tqdm.auto import tqdm
 
-    stopped_early = bool(history and history[-1].get("stopped_early"))
-    model.train()
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs if not stopped_early else start_epoch):
+    total_steps, warmup, curriculum = schedule
+    losses: list[float] = []
+    lr = cfg.lr
+    bar = tqdm(batches, total=len(batches) if hasattr(batches, "__len__") else None, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not cfg.progress, leave=False, dynamic_ncols=True)
+    for x, y in bar:
+        lr = cfg.lr * lr_factor(st.step, total_steps, warmup, cfg.min_lr_ratio)
+        for g in opt.optimizer.param_groups:
+            g["lr"] = lr
+        x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device, non_blocking=True)
+        with opt.amp_ctx():
+            loss = task_loss(model(x), y, cfg.task, cfg.focal_gamma)
+        if not torch.isfinite(loss.detach()):
+            raise ConfigError(f"training diverged: the loss is {float(loss.detach())} at step {st.step + 1} "
+                              f"(learning rate {lr:.3g}); try a lower --lr")
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            opt.scaler.unscale_(opt.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        if opt.ema is not None:  # timm: the first update copies the weights, later ones average
+            opt.ema.update(model, step=st.step + 1)
+        losses.append(float(loss.detach()))
+        st.step += 1
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}",
+                        **({"scale": f"{curriculum.scale(st.step - 1, total_steps):.2f}"} if curriculum.active else {}))
+    bar.close()
+    if not losses:
+        raise ConfigError("an epoch had no training batches (empty training split?)")
+    return losses, lr
+
+
+def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    from .run_data import disk_data, phantom_data
+
+    t_start = time.perf_counter()  # cfg was validated by train()
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = _prepare_out(cfg)
+    log = _Log(out, cfg.progress)
+    m = _setup_model(cfg, device, log)
+    curriculum = cfg.curriculum()
+    loader_kw = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                     worker_init_fn=_worker_init if cfg.workers else None)
+    rd = (phantom_data if cfg.is_phantom else disk_data)(cfg, m.preprocessor, m.input_size, curriculum, loader_kw, log)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
+    curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
+    opt = _setup_optim(cfg, m.model, device)
+    fp = _fingerprint(cfg)
+    st = _restore(cfg, out / RESUME_FILE, fp, m.model, opt, device, log) if cfg.resume else _State()
+    log.release()  # set-up succeeded: its lines go to the terminal and train.log now
+
+    m.model.train()
+    for epoch in range(st.start_epoch, cfg.epochs if not st.stopped_early else st.start_epoch):
         t_epoch = time.perf_counter()
-        losses: list[float] = []
-        scale = curriculum.scale(step, total_steps)
-        bar = tqdm(train_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
-        for x, y in bar:
-            lr = cfg.lr * lr_factor(step, total_steps, warmup, cfg.min_lr_ratio)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device, non_blocking=True)
-            with amp_ctx():
-                loss = task_loss(model(x), y, cfg.task, cfg.focal_gamma)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:  # timm: the first update copies the weights, later ones average
-                ema.update(model, step=step + 1)
-            losses.append(float(loss.detach()))
-            step += 1
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}",
-                            **({"scale": f"{curriculum.scale(step - 1, total_steps):.2f}"} if curriculum.active else {}))
-        bar.close()
-        if not losses:
-            raise ConfigError("an epoch had no training batches (empty training split?)")
+        scale = curriculum.scale(st.step, rd.total_steps)
+        losses, lr = _train_epoch(cfg, epoch, m.model, opt, _Sized(rd.train_batches(epoch), rd.steps_per_epoch), st,
+                                  (rd.total_steps, warmup, curriculum), device, m.normalization)
         train_s = time.perf_counter() - t_epoch
-        rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": float(np.mean(losses))}
+        rec: dict[str, Any] = {"epoch": epoch + 1, "step": st.step, "lr": lr, "train_loss": float(np.mean(losses))}
         if curriculum.active:
-            rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(step - 1, total_steps)
-        if has_val:
-            vm = _evaluate(scored, val_batches(), cfg.task, target_index, device, amp_ctx, normalization)
+            rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(st.step - 1, rd.total_steps)
+        if rd.has_val:
+            vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, device, opt.amp_ctx, m.normalization)
             rec.update({f"val_{k}": v for k, v in vm.items()})
         rec["epoch_s"] = time.perf_counter() - t_epoch
         rec["steps_per_s"] = len(losses) / train_s
-        rec["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
-        val_loss = rec.get("val_loss", rec["train_loss"])
-        improved = val_loss < best_val
+        rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - t_start
+        improved = rec.get("val_loss", rec["train_loss"]) < st.best_val
         if improved:
-            best_val, best_epoch, bad_epochs = val_loss, epoch + 1, 0
-            best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
-            best_metrics["elapsed_s"] = rec["elapsed_s"]
-            save_checkpoint(out, scored, checkpoint_config(best_metrics))
+            st.best_val, st.best_epoch, st.bad_epochs = rec.get("val_loss", rec["train_loss"]), epoch + 1, 0
+            st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
+            st.best_metrics["elapsed_s"] = rec["elapsed_s"]
+            save_checkpoint(out, opt.scored, _checkpoint_config(cfg, m, rd.info, st.best_metrics))
         elif epoch + 1 > curriculum_end_epoch:
-            bad_epochs += 1  # early stopping counts only once the lesions are realistic
+            st.bad_epochs += 1  # early stopping counts only once the lesions are realistic
         rec["best"] = improved
-        if cfg.patience and bad_epochs >= cfg.patience and has_val:
-            rec["stopped_early"] = stopped_early = True
-        history.append(_jsonable(rec))
+        if cfg.patience and st.bad_epochs >= cfg.patience and rd.has_val:
+            rec["stopped_early"] = st.stopped_early = True
+        st.history.append(_jsonable(rec))
         with open(out / LOG_FILE, "a") as f:
-            f.write(json.dumps(history[-1]) + "\n")
-        _atomic_torch_save(
-            {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None,
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "epoch": epoch + 1, "step": step, "best_val": best_val, "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs, "elapsed_s": rec["elapsed_s"], "fingerprint": json.dumps(fp),
-                "loop": json.dumps({"history": history, "best_metrics": _jsonable(best_metrics), "stopped_early": stopped_early}),
-            },
-            resume_path,
-        )
+            f.write(json.dumps(st.history[-1]) + "\n")
+        _save_resume(out / RESUME_FILE, m.model, opt, st, epoch + 1, fp, device)
         log(_epoch_line(rec, cfg.epochs))
         if on_epoch_end is not None:
-            on_epoch_end(history[-1])
-        if stopped_early:
+            on_epoch_end(st.history[-1])
+        if st.stopped_early:
             log(f"early stopping: no lower validation loss for {cfg.patience} epochs")
             break
+    return _finish(out, st, st.elapsed_before + time.perf_counter() - t_start, log, opt.scored)
 
-    wall = elapsed_before + time.perf_counter() - t_start
-    if best_epoch < 0:
+
+class _Sized:
+    """An iterable of batches with the epoch's number of steps (for the progress bar)."""
+
+    def __init__(self, it: Any, n: int) -> None:
+        self.it, self.n = it, n
+
+    def __iter__(self):
+        return iter(self.it)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _finish(out: Path, st: _State, wall: float, log: _Log, scored: nn.Module) -> TrainResult:
+    """Final config (same weights: the best epoch's; plus the run's wall time and its verdict)."""
+    from .verdict import checkpoint_verdict
+
+    if st.best_epoch < 0:
         raise ConfigError("no epoch was trained (check --epochs)")
-    # Final config: same weights (best epoch), plus the run's wall time.
     cfg_path = out / CONFIG_FILE
     final = json.loads(cfg_path.read_text())
-    final["metrics"] = {**_jsonable(best_metrics), "best_epoch": best_epoch, "epochs_run": len(history), "wall_s": wall}
+    final["metrics"] = {**_jsonable(st.best_metrics), "best_epoch": st.best_epoch, "epochs_run": len(st.history),
+                        "wall_s": wall}
+    verdict = checkpoint_verdict(final)
+    final["verdict"] = verdict
     tmp = cfg_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(final, indent=2) + "\n")
     os.replace(tmp, cfg_path)
-    auc = best_metrics.get("val_auc")
-    log(f"done in {wall:.0f} s: best epoch {best_epoch}, val loss {best_val:.4f}"
+    auc = st.best_metrics.get("val_auc")
+    log(f"done in {wall:.0f} s: best epoch {st.best_epoch}, val loss {st.best_val:.4f}"
         + (f", val AUC {auc:.4f}" if isinstance(auc, float) and not math.isnan(auc) else "") + f"; checkpoint: {out}")
-    return TrainResult(out=out, best_epoch=best_epoch, metrics=final["metrics"], history=history,
-                       stopped_early=stopped_early, wall_s=wall, model=scored.eval())
+    if verdict:  # the last line says it: this classifier's maps would not mean anything
+        log(f"WARNING: the classifier is {verdict}; its maps will show contrast, not evidence "
+            "(train longer, or check the data and labels)")
+    return TrainResult(out=out, best_epoch=st.best_epoch, metrics=final["metrics"], history=st.history,
+                       stopped_early=st.stopped_early, wall_s=wall, model=scored.eval())
 
 
 def _worker_init(_worker_id: int) -> None:
