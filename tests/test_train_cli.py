@@ -82,7 +82,7 @@ def test_cli_out_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_cli_rejects_unknown_task_via_click(tmp_path):
-    res = _run("--task", "segmentation", "--out", str(tmp_path / "y"))
+    res = _run("--task", "detection", "--out", str(tmp_path / "y"))
     assert res.exit_code == 2 and "Invalid value for '--task'" in res.output
 
 

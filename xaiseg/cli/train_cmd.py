@@ -27,10 +27,15 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="Data set folder, or 'phantom': fresh phantom slices rendered every step (use ./phantom for a folder of that name).")
 @click.option("--layout", type=click.Choice(["auto", "physionet", "rsna", "folder", "phantom"]), default="auto",
               help="Layout of the --data folder ('phantom' = a data set written by `xaiseg phantom`, PhysioNet layout).")
-@click.option("--model", default=None, help="Preset (tiny, small, paper) or timm Swin name. [default: paper on CUDA, tiny on CPU]")
+@click.option("--model", default=None, help="Preset (tiny, small, paper) or timm Swin name; with --task segmentation: unet, "
+              "swin-unetr, unet-paper, swin-unetr-paper. [default: paper / unet-paper on CUDA, tiny / unet on CPU]")
 @click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")
-@click.option("--task", type=click.Choice(["binary", "subtypes"]), default="binary",
-              help="binary: ICH yes/no, 2 logits + cross-entropy; subtypes: 5 subtypes + any, 6 logits + BCE.")
+@click.option("--task", type=click.Choice(["binary", "subtypes", "segmentation"]), default="binary",
+              help="binary: ICH yes/no, 2 logits + cross-entropy; subtypes: 5 subtypes + any, 6 logits + BCE; "
+                   "segmentation: a fully supervised MONAI segmenter trained on the masks (Dice + CE).")
+@click.option("--folds", type=int, default=0,
+              help="--task segmentation: train one model per subject-wise fold (K >= 2), so every subject's map "
+                   "comes from a model that never saw it (0: one model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
 @click.option("--epochs", type=int, default=10)
 @click.option("--batch-size", type=int, default=32)
@@ -118,6 +123,12 @@ def train(**o) -> None:
             return "free some space, then continue the run with the same command and --resume"
         return "free some space and run the command again"
 
+    if cfg.task == "segmentation":
+        from ..segmenters import SegmentationConfig, train_segmenter
+
+        cfg, run = SegmentationConfig.from_train_config(cfg, folds=o["folds"]), train_segmenter
+    elif o["folds"]:
+        raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
     # --out: new, empty or a training run's own folder, locked while the run lasts
     with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):

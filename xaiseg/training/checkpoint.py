@@ -29,6 +29,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "xaiseg-checkpoint"
 FORMAT_VERSION = 1
+SEGMENTER_KIND = "segmenter"  # config.json "kind" of a segmenter; classifiers have none
 # a folder holding a checkpoint config is `xaiseg train`'s own (runs older than the .xaiseg.json marker)
 TRAIN_OUTPUT = Owner("xaiseg train", (json_record(CONFIG_FILE, "format", FORMAT),))
 # Buffers timm recomputes from the config; old checkpoints may contain them.
@@ -69,7 +70,19 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: Mapp
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``config.json`` of a checkpoint directory."""
+    """Read and check ``config.json`` of a classifier checkpoint directory."""
+    cfg = read_checkpoint_json(directory)
+    path = Path(directory) / CONFIG_FILE
+    if cfg.get("kind") == SEGMENTER_KIND:
+        raise CheckpointError(f"{str(directory)!r} is a segmenter checkpoint (xaiseg train --task segmentation), not a "
+                              "classifier; pass it as --segmenter, or give a classifier to --checkpoint")
+    check_config(cfg, str(path))
+    return cfg
+
+
+def read_checkpoint_json(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read ``config.json`` of any xaiseg checkpoint directory (classifier or segmenter) and
+    check that it is one."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"checkpoint {str(d)!r} is not a directory (expected {WEIGHTS_FILE} + {CONFIG_FILE})")
@@ -84,7 +97,6 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an xaiseg checkpoint config (no \"format\": \"{FORMAT}\")")
-    check_config(cfg, str(path))
     return cfg
 
 
@@ -345,8 +357,6 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     available, else CPU). A corrupt or mismatched checkpoint raises :class:`CheckpointError` with
     a one-line message (missing/unexpected keys are listed).
     """
-    from ..data.preprocess import Preprocessor
-
     d = Path(directory)
     cfg = read_config(d)
     dev = resolve_device(device)
@@ -363,7 +373,13 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
                               f"takes {built[0]}x{built[1]} (model_kwargs img_size); make them agree")
     load_weights_into(model, read_weights(d / WEIGHTS_FILE), source=repr(str(d / WEIGHTS_FILE)))
     model.to(dev).eval()
+    return LoadedModel(model=model, config=cfg, preprocessor=preprocessor_from_config(cfg), device=dev, path=d)
+
+
+def preprocessor_from_config(cfg: Mapping[str, Any]) -> Any:
+    """The training input pipeline a checkpoint config records (classifier or segmenter)."""
+    from ..data.preprocess import Preprocessor
+
     windows = tuple(tuple(float(x) for x in w) for w in cfg["windows"])
     resize = cfg.get("resize")  # absent in checkpoints older than the option: the whole slice fits
-    pre = Preprocessor(int(cfg["input_size"]), windows, resize=None if resize is None else int(resize))
-    return LoadedModel(model=model, config=cfg, preprocessor=pre, device=dev, path=d)
+    return Preprocessor(int(cfg["input_size"]), windows, resize=None if resize is None else int(resize))

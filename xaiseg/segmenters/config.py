@@ -1,0 +1,44 @@
+"""The options of a segmenter run: the classifier's :class:`~xaiseg.training.TrainConfig` plus
+``folds``, validated with the classifier's checks where they apply."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..training.config import TrainConfig
+
+TASK = "segmentation"
+# Classifier options that mean nothing to a segmenter: a value other than the default is an
+# error (an option silently ignored would mislead).
+_CLASSIFIER_ONLY = ("pretrained", "init", "balanced", "focal_gamma", "ema", "curriculum_start",
+                    "curriculum_hold", "curriculum_shrink")
+
+
+@dataclass
+class SegmentationConfig(TrainConfig):
+    """Every option of ``xaiseg train --task segmentation``; ``folds`` >= 2 trains one model per
+    subject-wise fold (0: one model, its validation subjects split off by ``val_fraction``)."""
+
+    task: str = TASK
+    folds: int = 0
+
+    @classmethod
+    def from_train_config(cls, cfg: TrainConfig, **extra: Any) -> "SegmentationConfig":
+        values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+        return cls(**{**values, "task": TASK, **extra})
+
+    def validate(self) -> None:
+        defaults = TrainConfig(out=self.out)
+        for name in _CLASSIFIER_ONLY:
+            if getattr(self, name) != getattr(defaults, name):
+                option = "--curriculum" if name.startswith("curriculum") else "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} applies to the classifier tasks, not --task segmentation")
+        if self.is_phantom:
+            raise ConfigError("--task segmentation trains on masks of a data set on disk: write one with "
+                              "`xaiseg phantom DIR` and pass --data DIR")
+        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"--folds must be 0 (one model) or >= 2, got {self.folds}")
+        # the classifier's checks of every shared option (its task check knows only its tasks)
+        TrainConfig.validate(dataclasses.replace(self, task="binary"))
