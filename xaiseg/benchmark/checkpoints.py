@@ -25,17 +25,19 @@ class CheckpointSpec:
     path: Path | None
 
 
-def _one(text: str | Path) -> CheckpointSpec:
+def _one(text: str | Path, flag: str = "--checkpoint", folder_name: bool = True) -> CheckpointSpec:
     s = str(text).strip()
     if not s:
-        raise ConfigError("--checkpoint is empty; give a checkpoint folder, or NAME=DIR")
+        raise ConfigError(f"{flag} is empty; give a checkpoint folder, or NAME=DIR")
     name, sep, rest = s.partition("=")
     # NAME=DIR, unless the whole text is an existing folder whose name holds a '='
     if sep and not Path(s).expanduser().exists() and "/" not in name:
         if not _NAME.match(name) or not rest:
-            raise ConfigError(f"--checkpoint {s!r}: write NAME=DIR with NAME made of letters, digits, '.', '_' or '-'")
+            raise ConfigError(f"{flag} {s!r}: write NAME=DIR with NAME made of letters, digits, '.', '_' or '-'")
         return CheckpointSpec(name, Path(rest).expanduser())
     path = Path(s).expanduser()
+    if not folder_name:
+        return CheckpointSpec("", path)  # named once loaded (a segmenter: after its architecture)
     stem = path.resolve().name if path.exists() else path.name
     clean = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._-") or "checkpoint"
     return CheckpointSpec(clean, path)
@@ -61,19 +63,28 @@ def parse_checkpoints(value: str | Path | Sequence[str | Path] | None) -> list[C
     return specs
 
 
+def parse_segmenters(value: str | Path | Sequence[str | Path] | None) -> list[CheckpointSpec]:
+    """The ``--segmenter`` folders in the order given; a spec's name is ``""`` until the
+    segmenter is loaded and named after its architecture."""
+    items = [] if value is None else [value] if isinstance(value, (str, Path)) else list(value)
+    return [_one(v, "--segmenter", folder_name=False) for v in items]
+
+
 def check_targets(targets: str) -> None:
     if targets not in TARGET_CHOICES:
         raise ConfigError(f"--targets {targets!r} is not a choice; use {' or '.join(TARGET_CHOICES)}")
 
 
 def row_label(checkpoint: str | None, method: str) -> str:
-    """A row's name: ``method`` with one classifier, ``NAME/method`` with several."""
-    return method if checkpoint is None else f"{checkpoint}/{method}"
+    """A row's name: ``method`` with one classifier (or for a segmenter), ``NAME/method``
+    with several."""
+    return f"{checkpoint}/{method}" if checkpoint else method
 
 
 def split_label(label: str, multi: bool) -> tuple[str, str]:
-    """(checkpoint, method) of a row label; a checkpoint name never holds a '/'."""
-    if not multi:
+    """(checkpoint, method) of a row label; a checkpoint name never holds a '/', and a
+    segmenter's row (``unet``) has none."""
+    if not multi or "/" not in label:
         return "", label
     name, _sep, method = label.partition("/")
     return name, method

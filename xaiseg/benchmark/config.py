@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..method_spec import MethodSpec, method_class, parse_method_spec, split_method_list
 from ..outputs import check_out_dir
 from ..thresholds import ThresholdStrategy, parse_threshold
-from .checkpoints import CheckpointSpec, check_targets, parse_checkpoints
+from .checkpoints import CheckpointSpec, check_targets, parse_checkpoints, parse_segmenters
 
 DEFAULT_METHODS: tuple[str, ...] = (
     "hgi-sam", "swin-sam", "gradcam", "rollout", "grad-rollout", "saliency", "centre-prior",
@@ -51,6 +51,10 @@ class BenchmarkConfig:
         None, "Classifier checkpoint folder, or NAME=DIR; repeat it to compare classifiers (every method runs on "
         "each; rows are NAME/method; NAME defaults to the folder's name). Default: the shipped tiny phantom classifier.",
         kind="paths")
+    segmenter: str | Path | Sequence[str | Path] | None = option(
+        None, "Segmenter checkpoint folder (xaiseg train --task segmentation), or NAME=DIR; repeatable. Its "
+        "probability maps are extra rows (named after the architecture, e.g. unet), scored like every method.",
+        kind="paths", recorded=False)
     targets: str = option("any", "any: explain each classifier's hemorrhage (any) logit; subtypes: also each subtype "
                           "logit of a subtype classifier, as extra rows METHOD@SUBTYPE.", kind="targets",
                           show_default=True, recorded=False)
@@ -82,6 +86,7 @@ class BenchmarkConfig:
     specs: dict[str, MethodSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
     strategy: ThresholdStrategy = field(init=False, repr=False, compare=False, metadata={"derived": True})
     checkpoints: list[CheckpointSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
+    segmenters: list[CheckpointSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "specs", _method_specs(self.methods))
@@ -90,6 +95,7 @@ class BenchmarkConfig:
         object.__setattr__(self, "strategy", parse_threshold(self.threshold))
         object.__setattr__(self, "brain_mask", str(self.brain_mask))
         object.__setattr__(self, "checkpoints", parse_checkpoints(self.checkpoint))
+        object.__setattr__(self, "segmenters", parse_segmenters(self.segmenter))
         check_targets(self.targets)
         self._check()
 
@@ -134,8 +140,9 @@ class BenchmarkConfig:
                 continue
             v = getattr(self, f.name)
             out[f.name] = v if not isinstance(v, Path) else str(v)
-        if isinstance(out["checkpoint"], (list, tuple)):
-            out["checkpoint"] = [str(c) for c in out["checkpoint"]]
+        for key in ("checkpoint", "segmenter"):
+            if isinstance(out[key], (list, tuple)):
+                out[key] = [str(c) for c in out[key]]
         out["methods"] = self.method_labels
         out["threshold"] = self.strategy.spec
         return out

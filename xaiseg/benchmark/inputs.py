@@ -135,10 +135,14 @@ def load_classifiers(cfg: BenchmarkConfig, device: torch.device, clock: StageClo
     return out
 
 
-def preprocessing(c: Classifier) -> dict[str, Any]:
-    """What decides a classifier's model input and the way its maps go back to the slice grid."""
-    cfg = c.config
-    return {"input_size": cfg.get("input_size"), "windows": cfg.get("windows"), "resize": cfg.get("resize")}
+def preprocessing(c: Classifier | dict[str, Any]) -> dict[str, Any]:
+    """What decides a model's input (a classifier's or a checkpoint config's) and the way its
+    maps go back to the slice grid."""
+    cfg = c.config if isinstance(c, Classifier) else c
+    windows = [[float(v) for v in w] for w in cfg.get("windows") or []]
+    resize = cfg.get("resize")
+    return {"input_size": int(cfg.get("input_size", 0)), "windows": windows,
+            "resize": None if resize is None else int(resize)}
 
 
 class SliceLoader:

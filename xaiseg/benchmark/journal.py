@@ -39,7 +39,7 @@ class RunRecord:
 
 
 def describe_run(cfg: BenchmarkConfig, inputs: Inputs, selection: Selection, metrics: Sequence[Metric],
-                 device: torch.device, negative_ratio: float | None) -> RunRecord:
+                 device: torch.device, negative_ratio: float | None, segmenters: Sequence[Any] = ()) -> RunRecord:
     """The recorded options with the defaults the run resolved (data and checkpoint paths, the
     layout, the folds, the negative ratio, the device) and what the classifiers are. With one
     classifier and ``--targets any`` the record (hence the resume key) is what it was before a
@@ -53,6 +53,9 @@ def describe_run(cfg: BenchmarkConfig, inputs: Inputs, selection: Selection, met
     config |= {"skipped": list(getattr(inputs.dataset, "skipped", []))}
     if cfg.targets != "any":
         config["targets"] = cfg.targets
+    if segmenters:  # absent without --segmenter: the record of a run without one is unchanged
+        config["segmenter"] = {p.label: str(p.path) for p in segmenters}
+        config["segmenter_sha256"] = {p.label: p.sha256 for p in segmenters}
     if inputs.embedded:
         from .defaults import DEFAULT_PHANTOM
 

@@ -22,7 +22,7 @@ from ..metrics import Metric
 from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
 from .inputs import Classifier, SliceLoader
 from .journal import Journal
-from .producers import MapProducer
+from .producers import MapBatch, MapProducer
 from .select import Selection, labels_of, record_field
 from .timing import StageClock
 
@@ -77,10 +77,9 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             if not missing:
                 continue
             loaded = [ctx.slices.load(sid) for sid in ids]
-            inputs = _classify(ctx, [p.classifier for p in missing], loaded)
+            batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)
             for producer in missing:
-                x, probs = inputs[id(producer.classifier)]
-                _unit(ctx, producer, b, ids, loaded, x, probs, journal)
+                _unit(ctx, producer, b, ids, loaded, batch, probs.get(id(producer.classifier)), journal)
                 bar.update(1)
                 bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
                 if after_unit is not None:
@@ -98,33 +97,38 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     return MapsPassResult(fresh)
 
 
-def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list) -> dict[int, tuple[torch.Tensor, np.ndarray]]:
-    """Each classifier's input batch (its own normalisation) and P(hemorrhage) per slice."""
-    out: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list) -> tuple[MapBatch, dict[int, np.ndarray]]:
+    """The producers' batch (each classifier's input batch, with its own normalisation) and
+    each classifier's P(hemorrhage) per slice."""
+    with ctx.clock("preprocess"):
+        raw = torch.stack([s[0] for s in loaded]).to(ctx.device)
+    batch = MapBatch(raw, [str(s[2].get("subject", "")) for s in loaded], {})
+    probs: dict[int, np.ndarray] = {}
     for c in classifiers:
-        if id(c) in out:
+        if id(c) in probs:
             continue
         with ctx.clock("preprocess"):
-            x = c.batch([s[0] for s in loaded], ctx.device)
+            batch.inputs[id(c)] = c.batch([s[0] for s in loaded], ctx.device)
         with ctx.clock("classify"):
-            out[id(c)] = (x, c.probability(x))
-    return out
+            probs[id(c)] = c.probability(batch.inputs[id(c)])
+    return batch, probs
 
 
-def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, x: torch.Tensor,
-          probs: np.ndarray, journal: Journal) -> None:
+def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, batch: MapBatch,
+          probs: np.ndarray | None, journal: Journal) -> None:
     """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store."""
     torch.manual_seed(unit_seed(ctx.seed, producer.seed_key, b))
     with ctx.clock("attribution"):
         t0 = time.perf_counter()
-        q = quantize(producer.maps(x))  # includes the copy to the host (a CUDA sync)
+        q = quantize(producer.maps(batch))  # includes the copy to the host (a CUDA sync)
         dt = time.perf_counter() - t0
     rows, curves = [], []
     with ctx.clock("metrics"):
         for j, sid in enumerate(ids):
             _x, truth, item = loaded[j]
-            sal = evaluation_map(q[j], truth)
-            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid), probs[j])
+            sal = evaluation_map(q[j], truth, renormalize=not producer.probabilities)
+            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid),
+                           None if probs is None else probs[j])
             row["map_seconds"] = dt / len(ids)
             if row["role"] == "positive":
                 row.update(threshold_free_scores(sal, truth, ctx.metrics))
@@ -135,9 +139,10 @@ def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loade
 
 
 def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: SliceTruth, fold: int,
-             prob: float) -> dict:
-    """A slice's row of slices.csv before any score: who it is, its labels, its probability.
-    An unknown (NaN) ``any`` label is written empty, so detection leaves the slice out."""
+             prob: float | None) -> dict:
+    """A slice's row of slices.csv before any score: who it is, its labels, its probability
+    (empty for a segmenter's row). An unknown (NaN) ``any`` label is written empty, so
+    detection leaves the slice out."""
     labels = labels_of(record)
     any_label = bool(labels[-1] > 0.5)
     has_mask = bool(truth.gt.any())
@@ -146,7 +151,7 @@ def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: 
         "method": method, "slice_id": sid, "batch": batch,
         "subject": str(item.get("subject", record_field(record, "subject"))),
         "slice": int(item.get("slice", record_field(record, "slice"))), "fold": fold, "role": role,
-        "any": None if np.isnan(labels[-1]) else int(any_label), "prob": float(prob),
+        "any": None if np.isnan(labels[-1]) else int(any_label), "prob": None if prob is None else float(prob),
         "spacing_row_mm": truth.spacing[0], "spacing_col_mm": truth.spacing[1], "gt_area_px": int(truth.gt.sum()),
     }
     for st, v in zip(SUBTYPES, labels[: len(SUBTYPES)]):

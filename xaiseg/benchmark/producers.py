@@ -1,13 +1,14 @@
 """Map producers: what the maps pass iterates over, one per row of the results.
 
 A producer has a ``label`` (its name in every table, file and the resume key), the
-``classifier`` whose input batch it reads and whose probability its rows carry, a
-``seed_key`` (what its stochastic draws are seeded by) and turns a batch of model inputs into
-one map per image on the model's input grid. Today every producer is an attribution method
+``classifier`` whose input batch it reads and whose probability its rows carry (None: a
+segmenter, whose rows carry none), a ``seed_key`` (what its stochastic draws are seeded by),
+``probabilities`` (its maps are probabilities, thresholded as they are rather than min–max
+renormalised) and turns a :class:`MapBatch` into one map per image on the model's input grid. Today every producer is an attribution method
 explaining one logit of one of the run's classifiers (a method registered in
 ``xaiseg.methods``: adding one to the benchmark is writing that one class). The maps pass
 asks nothing else of a producer, so other sources of maps — a supervised segmenter's
-probability map — are further producers, not changes to the pass.
+probability map (:mod:`.segmenter_producer`) — are further producers, not changes to the pass.
 """
 from __future__ import annotations
 
@@ -23,13 +24,27 @@ from .checkpoints import row_label
 from .inputs import Classifier
 
 
+@dataclass
+class MapBatch:
+    """One batch as the producers read it: the preprocessed slices before any model's
+    normalisation (``raw``, on the device), their subjects, and each classifier's input batch."""
+
+    raw: torch.Tensor
+    subjects: list[str]
+    inputs: dict[int, torch.Tensor]  # id(classifier) → its normalised input batch
+
+    def input_of(self, classifier: Classifier) -> torch.Tensor:
+        return self.inputs[id(classifier)]
+
+
 class MapProducer(Protocol):
     label: str
     seed_key: str
-    classifier: Classifier
+    classifier: Classifier | None
+    probabilities: bool
 
-    def maps(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, S, S) model inputs → (B, S, S) maps in [0, 1] on the same grid."""
+    def maps(self, batch: MapBatch) -> torch.Tensor:
+        """A batch → (B, S, S) maps in [0, 1] on the model input grid."""
         ...
 
 
@@ -42,9 +57,10 @@ class AttributionProducer:
     target: int
     classifier: Classifier
     seed_key: str  # the row label without the classifier's name: a row draws the same numbers in any run
+    probabilities: bool = False  # attribution maps: min–max renormalised after the brain mask
 
-    def maps(self, x: torch.Tensor) -> torch.Tensor:
-        return self.method.attribute(x, target=self.target)
+    def maps(self, batch: MapBatch) -> torch.Tensor:
+        return self.method.attribute(batch.input_of(self.classifier), target=self.target)
 
 
 def explained_targets(classifier: Classifier, targets: str) -> list[tuple[str, int]]:

@@ -43,6 +43,7 @@ def summarize(
     thresholds: dict[str, list[dict]],
     wall_time: dict[str, float],
     checkpoint_of: dict[str, str] | None = None,
+    segmenter_rows: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The whole summary: per row (overall, per subtype, per subject), detection, ranking.
     ``checkpoint_of`` (several classifiers): each row label's classifier name; then every
@@ -74,15 +75,18 @@ def summarize(
         subjects = sorted({r["subject"] for r in pos})
         entry["per_subject"] = {s: {k: stats([_f(r, k) for r in pos if r["subject"] == s]) for k in names} for s in subjects}
         if checkpoint_of:
-            entry["checkpoint"] = checkpoint_of[method]
+            entry["checkpoint"] = checkpoint_of.get(method, "")
+        if method in segmenter_rows:
+            entry["segmenter"] = True
         out["methods"][method] = entry
+    classified = [m for m in methods if m not in segmenter_rows]  # rows with the classifiers' probabilities
     if checkpoint_of:
-        ck_names = list(dict.fromkeys(checkpoint_of[m] for m in methods))
+        ck_names = list(dict.fromkeys(checkpoint_of[m] for m in classified))
         out["checkpoints"] = ck_names
         out["detection_by_checkpoint"] = {
-            n: _detection(rows, next(m for m in methods if checkpoint_of[m] == n)) for n in ck_names}
+            n: _detection(rows, next(m for m in classified if checkpoint_of[m] == n)) for n in ck_names}
     else:
-        out["detection"] = _detection(rows, methods[0])
+        out["detection"] = _detection(rows, classified[0]) if classified else {}
     out["ranking"] = rank(out["methods"], methods, metrics)
     return out
 
@@ -131,7 +135,10 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     rows = []
     for rank, method in enumerate(summary["ranking"], 1):
         e = summary["methods"][method]
-        det = summary["detection_by_checkpoint"][e["checkpoint"]] if multi else summary.get("detection", {})
+        if e.get("segmenter"):
+            det = {}
+        else:
+            det = summary["detection_by_checkpoint"][e["checkpoint"]] if multi else summary.get("detection", {})
         row: dict[str, Any] = {
             "rank": rank, **_label_cells(method, multi), "threshold": threshold_spec,
             "fold_thresholds": ";".join(fmt(t["threshold"]) for t in e["thresholds"]),

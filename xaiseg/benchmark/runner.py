@@ -93,7 +93,16 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     selection = select_slices(inputs.records, positives_only=cfg.positives_only, limit=cfg.limit,
                               negative_ratio=negative_ratio, batch_size=cfg.batch_size, folds=cfg.folds,
                               seed=cfg.seed, strategy=strategy)
-    record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio)
+    if cfg.segmenters:  # loaded once the slices are chosen: the fold guard checks their subjects first
+        from .inputs import preprocessing
+        from .segmenter_producer import segmenter_producers
+
+        with clock("load model"):
+            producers += segmenter_producers(cfg.segmenters, device, preprocessing(inputs.classifier),
+                                             {p.label for p in producers}, list(selection.subject_of.values()))
+        labels = [p.label for p in producers]
+    record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio,
+                          [p for p in producers if p.classifier is None])
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
     hint = f"free some space, then run the same command with --resume --out {out_dir}"
     with output_folder(out_dir, BENCHMARK_OUTPUT), disk_errors(out_dir, hint):  # one run per folder
@@ -130,6 +139,7 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
     """Stages 2-5 in a locked output folder whose journal is open."""
     store, out_dir = journal.store, journal.out_dir
     labels = [p.label for p in producers]
+    probability_rows = frozenset(p.label for p in producers if p.probabilities)
 
     slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
                          "none" if cfg.brain_mask == "none" else "auto", clock)
@@ -141,16 +151,16 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress)
-    checkpoint_of = {p.label: p.classifier.name for p in producers} if cfg.multi else None
+                         progress=cfg.progress, probability_rows=probability_rows)
+    checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
-                  labels, checkpoint_of)
+                  labels, checkpoint_of, frozenset(p.label for p in producers if p.classifier is None))
 
 
 def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection: Selection, metrics: list[Metric],
            curves: Curves, thresholds: FoldThresholds, maps: MapsPassResult, scores: ScoresPassResult,
            clock: StageClock, t_start: float, methods: list[str],
-           checkpoint_of: dict[str, str] | None = None) -> BenchmarkResult:
+           checkpoint_of: dict[str, str] | None = None, segmenter_rows: frozenset[str] = frozenset()) -> BenchmarkResult:
     """Stage 5: figures, the summary (from slices.csv as read back from disk), its CSVs, and
     run.json marked complete; the map cache is removed unless ``keep_cache``. ``methods``: the
     row labels; ``checkpoint_of``: each one's classifier name when the run has several."""
@@ -163,7 +173,7 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
     with clock("report"):
         rows = store.read_rows()
         wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in methods}
-        summary = summarize(rows, methods, metrics, thresholds, wall, checkpoint_of)
+        summary = summarize(rows, methods, metrics, thresholds, wall, checkpoint_of, segmenter_rows)
         summary["config"] = record.config
         paths.update(write_summary(summary, out_dir, cfg.strategy.spec))
     if cfg.figures:
