@@ -24,6 +24,11 @@ class SegmentationConfig(TrainConfig):
     task: str = TASK
     folds: int = 0
 
+    @property
+    def is_phantom(self) -> bool:
+        """Never: a segmenter learns from the masks of a data set on disk (a written phantom too)."""
+        return False
+
     @classmethod
     def from_train_config(cls, cfg: TrainConfig, **extra: Any) -> "SegmentationConfig":
         values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
@@ -35,7 +40,7 @@ class SegmentationConfig(TrainConfig):
             if getattr(self, name) != getattr(defaults, name):
                 option = "--curriculum" if name.startswith("curriculum") else "--" + name.replace("_", "-")
                 raise ConfigError(f"{option} applies to the classifier tasks, not --task segmentation")
-        if self.is_phantom:
+        if self.data == "phantom" or self.train_on == "stream":
             raise ConfigError("--task segmentation trains on masks of a data set on disk: write one with "
                               "`xaiseg phantom DIR` and pass --data DIR")
         if self.folds == 1 or self.folds < 0:
