@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..method_spec import MethodSpec, method_class, parse_method_spec, split_method_list
 from ..outputs import check_out_dir
 from ..thresholds import ThresholdStrategy, parse_threshold
+from .checkpoints import CheckpointSpec, check_targets, parse_checkpoints, parse_segmenters
 
 DEFAULT_METHODS: tuple[str, ...] = (
     "hgi-sam", "swin-sam", "gradcam", "rollout", "grad-rollout", "saliency", "centre-prior",
@@ -46,7 +47,17 @@ class BenchmarkConfig:
 
     data: str | Path | None = option(None, "Data set folder (default: the built-in phantom, generated once into the cache).", kind="path")
     layout: str = option("auto", "Layout of --data (auto: guessed from its files).", kind="layout", show_default=True)
-    checkpoint: str | Path | None = option(None, "Classifier checkpoint folder (default: the shipped tiny phantom classifier).", kind="path")
+    checkpoint: str | Path | Sequence[str | Path] | None = option(
+        None, "Classifier checkpoint folder, or NAME=DIR; repeat it to compare classifiers (every method runs on "
+        "each; rows are NAME/method; NAME defaults to the folder's name). Default: the shipped tiny phantom classifier.",
+        kind="paths")
+    segmenter: str | Path | Sequence[str | Path] | None = option(
+        None, "Segmenter checkpoint folder (xaiseg train --task segmentation), or NAME=DIR; repeatable. Its "
+        "probability maps are extra rows (named after the architecture, e.g. unet), scored like every method.",
+        kind="paths", recorded=False)
+    targets: str = option("any", "any: explain each classifier's hemorrhage (any) logit; subtypes: also each subtype "
+                          "logit of a subtype classifier, as extra rows METHOD@SUBTYPE.", kind="targets",
+                          show_default=True, recorded=False)
     methods: str | Sequence[str] | None = option(
         None, "Comma-separated method names (see `xaiseg methods`), each optionally with its options as a JSON object, "
         "e.g. 'hgi-sam,hgi-sam{\"stages\":[0,1,2,3]}'. Default: " + ",".join(DEFAULT_METHODS) + ".")
@@ -74,6 +85,8 @@ class BenchmarkConfig:
     # derived once from the fields above, by __post_init__
     specs: dict[str, MethodSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
     strategy: ThresholdStrategy = field(init=False, repr=False, compare=False, metadata={"derived": True})
+    checkpoints: list[CheckpointSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
+    segmenters: list[CheckpointSpec] = field(init=False, repr=False, compare=False, metadata={"derived": True})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "specs", _method_specs(self.methods))
@@ -81,6 +94,9 @@ class BenchmarkConfig:
             method_class(spec)  # an unknown method or a bad option fails now, not after the data is read
         object.__setattr__(self, "strategy", parse_threshold(self.threshold))
         object.__setattr__(self, "brain_mask", str(self.brain_mask))
+        object.__setattr__(self, "checkpoints", parse_checkpoints(self.checkpoint))
+        object.__setattr__(self, "segmenters", parse_segmenters(self.segmenter))
+        check_targets(self.targets)
         self._check()
 
     def _check(self) -> None:
@@ -107,6 +123,11 @@ class BenchmarkConfig:
                                   "missing); drop --resume to start one")
 
     @property
+    def multi(self) -> bool:
+        """Several classifiers: rows are NAME/method and the CSVs have a checkpoint column."""
+        return len(self.checkpoints) > 1
+
+    @property
     def method_labels(self) -> list[str]:
         """The methods' canonical names, in the order given."""
         return list(self.specs)
@@ -119,6 +140,9 @@ class BenchmarkConfig:
                 continue
             v = getattr(self, f.name)
             out[f.name] = v if not isinstance(v, Path) else str(v)
+        for key in ("checkpoint", "segmenter"):
+            if isinstance(out[key], (list, tuple)):
+                out[key] = [str(c) for c in out[key]]
         out["methods"] = self.method_labels
         out["threshold"] = self.strategy.spec
         return out

@@ -42,14 +42,17 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def evaluation_map(raw: np.ndarray, truth: SliceTruth) -> np.ndarray:
+def evaluation_map(raw: np.ndarray, truth: SliceTruth, renormalize: bool = True) -> np.ndarray:
     """Cached model-grid map (S, S) → map on the original grid (H, W), brain-masked and
-    renormalised to [0, 1] (float32)."""
+    renormalised to [0, 1] (float32). ``renormalize=False`` (a segmenter's probabilities):
+    brain-masked only, so a probability keeps its meaning."""
     m = _to_numpy(truth.geometry.to_original(raw.astype(np.float32))).astype(np.float32)
     if m.shape != truth.gt.shape:
         raise RuntimeError(f"map put back on the original grid has shape {m.shape}, the mask {truth.gt.shape}")
     if truth.brain is not None:
         m = m * truth.brain.astype(np.float32)
+    if not renormalize:
+        return np.clip(m, 0.0, 1.0)
     # the same per-image min–max as every method's own output (a constant map becomes zeros)
     return minmax_normalize(torch.from_numpy(np.ascontiguousarray(m))[None]).numpy()[0]
 

@@ -25,6 +25,7 @@ class Classifier:
     loaded: Any  # .model, .config, .preprocessor (and .normalize)
     checkpoint_dir: Path | None  # None for a model passed in memory
     checkpoint_sha256: str
+    name: str | None = None  # its rows' NAME/ prefix; None when it is the run's only classifier
 
     @property
     def model(self) -> torch.nn.Module:
@@ -41,6 +42,10 @@ class Classifier:
     @property
     def task(self) -> str:
         return str(self.loaded.config.get("task", "binary"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.loaded.config.get("class_names", [])]
 
     def batch(self, images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         """Preprocessed slices → the model's input batch on ``device``."""
@@ -63,15 +68,20 @@ class Inputs:
     records: list[Any]
     data_path: Path | None
     layout: str
-    classifier: Classifier
+    classifiers: list[Classifier]  # in --checkpoint order; one for the default run
     embedded: bool  # the no-argument default run: the built-in phantom
+
+    @property
+    def classifier(self) -> Classifier:
+        """The first classifier: whose preprocessing every classifier of the run shares."""
+        return self.classifiers[0]
 
 
 def open_inputs(cfg: BenchmarkConfig, device: torch.device, clock: StageClock, dataset: Any = None,
                 model: Any = None) -> Inputs:
     """Open ``cfg.data`` (or use the open ``dataset``) and load ``cfg.checkpoint`` (or use the
     loaded ``model``) on ``device``."""
-    from .defaults import resolve_checkpoint, resolve_data
+    from .defaults import resolve_data
 
     embedded = cfg.data is None and dataset is None
     layout = cfg.layout
@@ -91,17 +101,48 @@ def open_inputs(cfg: BenchmarkConfig, device: torch.device, clock: StageClock, d
     else:
         data_path = Path(cfg.data) if cfg.data is not None else None
     if model is None:
-        from .. import load_model
-
-        with clock("load model"):
-            checkpoint_dir = resolve_checkpoint(cfg.checkpoint)
-            classifier = Classifier(load_model(checkpoint_dir, device=device), checkpoint_dir,
-                                    provenance.checkpoint_hash(checkpoint_dir))
+        classifiers = load_classifiers(cfg, device, clock)
     else:
+        if cfg.multi:
+            raise ConfigError("a loaded model= stands for one classifier; pass the checkpoints as --checkpoint "
+                              "NAME=DIR instead, or run each model alone")
         model.model.to(device)
-        classifier = Classifier(model, None, provenance.state_dict_hash(model.model))
-    classifier.model.eval()
-    return Inputs(dataset, list(dataset.records), data_path, layout, classifier, embedded)
+        classifiers = [Classifier(model, None, provenance.state_dict_hash(model.model))]
+    for c in classifiers:
+        c.model.eval()
+    return Inputs(dataset, list(dataset.records), data_path, layout, classifiers, embedded)
+
+
+def load_classifiers(cfg: BenchmarkConfig, device: torch.device, clock: StageClock) -> list[Classifier]:
+    """Every ``--checkpoint`` on ``device``, named when there are several. They must share the
+    preprocessing (input size, CT windows, resize): each slice is read and put back once, so
+    every row is scored on the same grid."""
+    from .. import load_model
+    from .defaults import resolve_checkpoint
+
+    out = []
+    for spec in cfg.checkpoints:
+        with clock("load model"):
+            checkpoint_dir = resolve_checkpoint(spec.path)
+            out.append(Classifier(load_model(checkpoint_dir, device=device), checkpoint_dir,
+                                  provenance.checkpoint_hash(checkpoint_dir), spec.name if cfg.multi else None))
+    first = preprocessing(out[0])
+    for c in out[1:]:
+        if preprocessing(c) != first:
+            raise ConfigError(f"--checkpoint {c.name} preprocesses slices differently from {out[0].name} "
+                              f"({preprocessing(c)} vs {first}); compare classifiers trained with the same "
+                              "--input-size, windows and resize")
+    return out
+
+
+def preprocessing(c: Classifier | dict[str, Any]) -> dict[str, Any]:
+    """What decides a model's input (a classifier's or a checkpoint config's) and the way its
+    maps go back to the slice grid."""
+    cfg = c.config if isinstance(c, Classifier) else c
+    windows = [[float(v) for v in w] for w in cfg.get("windows") or []]
+    resize = cfg.get("resize")
+    return {"input_size": int(cfg.get("input_size", 0)), "windows": windows,
+            "resize": None if resize is None else int(resize)}
 
 
 class SliceLoader:

@@ -23,7 +23,7 @@ from ..output_folder import Owner
 from ..metrics import Metric
 from . import provenance
 from .config import BenchmarkConfig
-from .inputs import Inputs
+from .inputs import Classifier, Inputs
 from .select import Selection
 from .store import RunStore
 
@@ -39,21 +39,23 @@ class RunRecord:
 
 
 def describe_run(cfg: BenchmarkConfig, inputs: Inputs, selection: Selection, metrics: Sequence[Metric],
-                 device: torch.device, negative_ratio: float | None) -> RunRecord:
+                 device: torch.device, negative_ratio: float | None, segmenters: Sequence[Any] = ()) -> RunRecord:
     """The recorded options with the defaults the run resolved (data and checkpoint paths, the
-    layout, the folds, the negative ratio, the device) and what the classifier is."""
-    ck = inputs.classifier
-    ck_cfg = ck.config
+    layout, the folds, the negative ratio, the device) and what the classifiers are. With one
+    classifier and ``--targets any`` the record (hence the resume key) is what it was before a
+    run could hold several; with several, every per-classifier entry is keyed by its name."""
     config = cfg.recorded() | {
         "data": None if inputs.data_path is None else str(inputs.data_path), "layout": inputs.layout,
-        "checkpoint": None if ck.checkpoint_dir is None else str(ck.checkpoint_dir),
         "folds": selection.k, "negative_ratio": negative_ratio, "device": str(device),
         "skip_bad": bool(cfg.skip_bad),
     }
-    config |= {
-        "metrics": [m.name for m in metrics], "model": ck_cfg.get("model") or ck_cfg.get("preset") or ck_cfg.get("timm_name"),
-        "task": ck.task, "target_index": ck.target, "skipped": list(getattr(inputs.dataset, "skipped", [])),
-    }
+    config |= {"metrics": [m.name for m in metrics]} | _classifier_entries(inputs.classifiers)
+    config |= {"skipped": list(getattr(inputs.dataset, "skipped", []))}
+    if cfg.targets != "any":
+        config["targets"] = cfg.targets
+    if segmenters:  # absent without --segmenter: the record of a run without one is unchanged
+        config["segmenter"] = {p.label: str(p.path) for p in segmenters}
+        config["segmenter_sha256"] = {p.label: p.sha256 for p in segmenters}
     if inputs.embedded:
         from .defaults import DEFAULT_PHANTOM
 
@@ -63,10 +65,33 @@ def describe_run(cfg: BenchmarkConfig, inputs: Inputs, selection: Selection, met
     subjects = sorted(set(selection.subject_of.values()))
     truth = [p for s in subjects for p in (truth_of(s) if truth_of else ())]
     fingerprint = provenance.data_fingerprint([records[i] for i in selection.slice_ids], truth_files=truth)
+    ck_sha = _checkpoints_sha256(inputs.classifiers)
     key_src = {k: v for k, v in config.items() if k != "device"} | {
-        "data_fingerprint": fingerprint, "checkpoint_sha256": ck.checkpoint_sha256, "slices": selection.slice_ids}
+        "data_fingerprint": fingerprint, "checkpoint_sha256": ck_sha, "slices": selection.slice_ids}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
-    return RunRecord(config, key, fingerprint, ck.checkpoint_sha256)
+    return RunRecord(config, key, fingerprint, ck_sha)
+
+
+def _classifier_entries(classifiers: Sequence[Classifier]) -> dict[str, Any]:
+    """checkpoint, model, task, target_index: plain values for one classifier, {name: value}
+    for several."""
+    def entry(ck: Classifier) -> dict[str, Any]:
+        c = ck.config
+        return {"checkpoint": None if ck.checkpoint_dir is None else str(ck.checkpoint_dir),
+                "model": c.get("model") or c.get("preset") or c.get("timm_name"), "task": ck.task,
+                "target_index": ck.target}
+
+    if len(classifiers) == 1:
+        return entry(classifiers[0])
+    per = {ck.name: entry(ck) for ck in classifiers}
+    return {k: {name: e[k] for name, e in per.items()} for k in ("checkpoint", "model", "task", "target_index")}
+
+
+def _checkpoints_sha256(classifiers: Sequence[Classifier]) -> str:
+    if len(classifiers) == 1:
+        return classifiers[0].checkpoint_sha256
+    text = ";".join(f"{ck.name}:{ck.checkpoint_sha256}" for ck in classifiers)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # run.json of any version (the .xaiseg.json marker is newer): the folder is the benchmark's own
@@ -108,7 +133,7 @@ class Completed:
 
 
 def open_journal(cfg: BenchmarkConfig, out_dir: Path, store: RunStore, record: RunRecord, inputs: Inputs,
-                 selection: Selection) -> Journal | Completed:
+                 selection: Selection, labels: Sequence[str]) -> Journal | Completed:
     """Start the run in ``out_dir``, or continue the one there (``--resume``, same key), or
     return it when it is already complete; anything else is a one-line error."""
     attempts, done = 1, set()
@@ -125,13 +150,14 @@ def open_journal(cfg: BenchmarkConfig, out_dir: Path, store: RunStore, record: R
         if old.get("status") == "complete" and (out_dir / "summary.json").exists():
             return _completed(cfg, out_dir)
         attempts = int(old.get("attempts", 1)) + 1
-        done = store.recover(cfg.method_labels, selection.slice_ids)
+        done = store.recover(labels, selection.slice_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.start()
     meta = {
         "status": "running", "started": _dt.datetime.now().isoformat(timespec="seconds"), "config": record.config,
         "config_key": record.config_key, "data_fingerprint": record.data_fingerprint,
-        "checkpoint_sha256": record.checkpoint_sha256, "checkpoint_config": inputs.classifier.config,
+        "checkpoint_sha256": record.checkpoint_sha256, "checkpoint_config": inputs.classifier.config if len(inputs.classifiers) == 1 else
+        {ck.name: ck.config for ck in inputs.classifiers},
         "versions": provenance.versions(),
         "seeds": {"benchmark": cfg.seed, "per_unit": "crc32(seed:method:batch)", "folds": cfg.seed},
         "n_slices": len(selection.slice_ids), "n_batches": len(selection.batches), "resumed": attempts > 1,

@@ -1,5 +1,5 @@
-"""Stage 2, the *maps pass*: per batch, one classifier forward for the slices' probabilities,
-then every producer's maps (seeded per producer and batch), cached as float16 on the model
+"""Stage 2, the *maps pass*: per batch, one forward of each classifier for the slices'
+probabilities, then every producer's maps (seeded per producer and batch), cached as float16 on the model
 grid; each slice's threshold-free scores and Dice-vs-threshold curve go to ``slices.csv`` as
 soon as a (producer, batch) unit is done. This pass is what ``--resume`` continues: it skips
 the units the journal says are done.
@@ -22,7 +22,7 @@ from ..metrics import Metric
 from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
 from .inputs import Classifier, SliceLoader
 from .journal import Journal
-from .producers import MapProducer
+from .producers import MapBatch, MapProducer
 from .select import Selection, labels_of, record_field
 from .timing import StageClock
 
@@ -34,7 +34,6 @@ class MapsContext:
     selection: Selection
     records: Sequence[Any]
     slices: SliceLoader
-    classifier: Classifier
     metrics: Sequence[Metric]
     grid: np.ndarray  # the thresholds the Dice curves are sampled at (the strategy's grid)
     seed: int
@@ -55,11 +54,11 @@ def unit_seed(seed: int, method: str, batch: int) -> int:
     return zlib.crc32(f"{seed}:{method}:{batch}".encode()) & 0x7FFFFFFF
 
 
-def slice_columns(metrics: Sequence[Metric]) -> list[str]:
-    """The columns of slices.csv."""
+def slice_columns(metrics: Sequence[Metric], multi: bool = False) -> list[str]:
+    """The columns of slices.csv (a ``checkpoint`` column first when several classifiers run)."""
     free = [m.name for m in metrics if not m.thresholded]
     thr = [m.name for m in metrics if m.thresholded]
-    return (["method", "slice_id", "batch", "subject", "slice", "fold", "role", *SUBTYPES, "any", "prob",
+    return (["checkpoint"] * multi + ["method", "slice_id", "batch", "subject", "slice", "fold", "role", *SUBTYPES, "any", "prob",
              "spacing_row_mm", "spacing_col_mm", "gt_area_px"] + free + ["map_seconds", "threshold"] + thr
             + ["pred_area_px", "pred_area_mm2"])
 
@@ -78,12 +77,9 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             if not missing:
                 continue
             loaded = [ctx.slices.load(sid) for sid in ids]
-            with ctx.clock("preprocess"):
-                x = ctx.classifier.batch([s[0] for s in loaded], ctx.device)
-            with ctx.clock("classify"):
-                probs = ctx.classifier.probability(x)
+            batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)
             for producer in missing:
-                _unit(ctx, producer, b, ids, loaded, x, probs, journal)
+                _unit(ctx, producer, b, ids, loaded, batch, probs.get(id(producer.classifier)), journal)
                 bar.update(1)
                 bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
                 if after_unit is not None:
@@ -104,20 +100,38 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     return MapsPassResult(fresh)
 
 
-def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, x: torch.Tensor,
-          probs: np.ndarray, journal: Journal) -> None:
+def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list) -> tuple[MapBatch, dict[int, np.ndarray]]:
+    """The producers' batch (each classifier's input batch, with its own normalisation) and
+    each classifier's P(hemorrhage) per slice."""
+    with ctx.clock("preprocess"):
+        raw = torch.stack([s[0] for s in loaded]).to(ctx.device)
+    batch = MapBatch(raw, [str(s[2].get("subject", "")) for s in loaded], {})
+    probs: dict[int, np.ndarray] = {}
+    for c in classifiers:
+        if id(c) in probs:
+            continue
+        with ctx.clock("preprocess"):
+            batch.inputs[id(c)] = c.batch([s[0] for s in loaded], ctx.device)
+        with ctx.clock("classify"):
+            probs[id(c)] = c.probability(batch.inputs[id(c)])
+    return batch, probs
+
+
+def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, batch: MapBatch,
+          probs: np.ndarray | None, journal: Journal) -> None:
     """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store."""
-    torch.manual_seed(unit_seed(ctx.seed, producer.label, b))
+    torch.manual_seed(unit_seed(ctx.seed, producer.seed_key, b))
     with ctx.clock("attribution"):
         t0 = time.perf_counter()
-        q = quantize(producer.maps(x))  # includes the copy to the host (a CUDA sync)
+        q = quantize(producer.maps(batch))  # includes the copy to the host (a CUDA sync)
         dt = time.perf_counter() - t0
     rows, curves = [], []
     with ctx.clock("metrics"):
         for j, sid in enumerate(ids):
             _x, truth, item = loaded[j]
-            sal = evaluation_map(q[j], truth)
-            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid), probs[j])
+            sal = evaluation_map(q[j], truth, renormalize=not producer.probabilities)
+            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid),
+                           None if probs is None else probs[j])
             row["map_seconds"] = dt / len(ids)
             if row["role"] == "positive":
                 row.update(threshold_free_scores(sal, truth, ctx.metrics))
@@ -128,9 +142,10 @@ def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loade
 
 
 def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: SliceTruth, fold: int,
-             prob: float) -> dict:
-    """A slice's row of slices.csv before any score: who it is, its labels, its probability.
-    An unknown (NaN) ``any`` label is written empty, so detection leaves the slice out."""
+             prob: float | None) -> dict:
+    """A slice's row of slices.csv before any score: who it is, its labels, its probability
+    (empty for a segmenter's row). An unknown (NaN) ``any`` label is written empty, so
+    detection leaves the slice out."""
     labels = labels_of(record)
     any_label = bool(labels[-1] > 0.5)
     has_mask = bool(truth.gt.any())
@@ -139,7 +154,7 @@ def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: 
         "method": method, "slice_id": sid, "batch": batch,
         "subject": str(item.get("subject", record_field(record, "subject"))),
         "slice": int(item.get("slice", record_field(record, "slice"))), "fold": fold, "role": role,
-        "any": None if np.isnan(labels[-1]) else int(any_label), "prob": float(prob),
+        "any": None if np.isnan(labels[-1]) else int(any_label), "prob": None if prob is None else float(prob),
         "spacing_row_mm": truth.spacing[0], "spacing_col_mm": truth.spacing[1], "gt_area_px": int(truth.gt.sum()),
     }
     for st, v in zip(SUBTYPES, labels[: len(SUBTYPES)]):

@@ -13,6 +13,7 @@ import numpy as np
 from ..atomic import atomic_path, write_json
 from ..data.constants import SUBTYPES
 from ..metrics import Metric, detection_metrics
+from .checkpoints import split_label
 from .store import fmt
 
 RANK_METRIC = "dice"  # what the summary ranks by; its direction comes from the Metric
@@ -41,8 +42,12 @@ def summarize(
     metrics: Sequence[Metric],
     thresholds: dict[str, list[dict]],
     wall_time: dict[str, float],
+    checkpoint_of: dict[str, str] | None = None,
+    segmenter_rows: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The whole summary: per method (overall, per subtype, per subject), detection, ranking."""
+    """The whole summary: per row (overall, per subtype, per subject), detection, ranking.
+    ``checkpoint_of`` (several classifiers): each row label's classifier name; then every
+    entry names its ``checkpoint`` and detection is per classifier (``detection_by_checkpoint``)."""
     names = [m.name for m in metrics]
     out: dict[str, Any] = {"methods": {}, "metrics": names}
     for method in methods:
@@ -69,15 +74,31 @@ def summarize(
         }
         subjects = sorted({r["subject"] for r in pos})
         entry["per_subject"] = {s: {k: stats([_f(r, k) for r in pos if r["subject"] == s]) for k in names} for s in subjects}
+        if checkpoint_of:
+            entry["checkpoint"] = checkpoint_of.get(method, "")
+        if method in segmenter_rows:
+            entry["segmenter"] = True
         out["methods"][method] = entry
-    # detection: one row per slice (the probability does not depend on the method)
-    first = [r for r in rows if r["method"] == methods[0]]
-    # an unknown label is an empty cell: detection leaves that slice out (metrics/auc.py)
-    out["detection"] = detection_metrics(
-        np.array([_f(r, "any") for r in first]), np.array([float(r["prob"]) for r in first])
-    ) if first else {}
+    classified = [m for m in methods if m not in segmenter_rows]  # rows with the classifiers' probabilities
+    if checkpoint_of:
+        ck_names = list(dict.fromkeys(checkpoint_of[m] for m in classified))
+        out["checkpoints"] = ck_names
+        out["detection_by_checkpoint"] = {
+            n: _detection(rows, next(m for m in classified if checkpoint_of[m] == n)) for n in ck_names}
+    else:
+        out["detection"] = _detection(rows, classified[0]) if classified else {}
     out["ranking"] = rank(out["methods"], methods, metrics)
     return out
+
+
+def _detection(rows: list[dict[str, str]], method: str) -> dict[str, Any]:
+    """A classifier's detection metrics from the rows of one of its methods: one row per slice
+    (the probability does not depend on the method). An unknown label is an empty cell:
+    detection leaves that slice out (metrics/auc.py)."""
+    mine = [r for r in rows if r["method"] == method]
+    if not mine:
+        return {}
+    return detection_metrics(np.array([_f(r, "any") for r in mine]), np.array([float(r["prob"]) for r in mine]))
 
 
 def rank(entries: dict[str, Any], methods: Sequence[str], metrics: Sequence[Metric], by: str = RANK_METRIC) -> list[str]:
@@ -104,9 +125,9 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
              "summary_by_subject_csv": out / "summary_by_subject.csv"}
     write_json(paths["summary_json"], _clean(summary))
     names = summary["metrics"]
-    det = summary.get("detection", {})
+    multi = "detection_by_checkpoint" in summary
     det_keys = ["auc", "accuracy", "sensitivity", "specificity", "precision", "f1"]
-    cols = ["rank", "method", "threshold", "fold_thresholds", "n_positive", "n_negative"]
+    cols = ["rank", *["checkpoint"] * multi, "method", "threshold", "fold_thresholds", "n_positive", "n_negative"]
     for k in names:
         cols += [f"{k}_mean", f"{k}_std", f"{k}_sem", f"{k}_n"]
     cols += ["empty_prediction_rate", "negative_pred_area_px_mean", "negative_pred_area_mm2_mean", "wall_time_s"]
@@ -114,8 +135,12 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     rows = []
     for rank, method in enumerate(summary["ranking"], 1):
         e = summary["methods"][method]
+        if e.get("segmenter"):
+            det = {}
+        else:
+            det = summary["detection_by_checkpoint"][e["checkpoint"]] if multi else summary.get("detection", {})
         row: dict[str, Any] = {
-            "rank": rank, "method": method, "threshold": threshold_spec,
+            "rank": rank, **_label_cells(method, multi), "threshold": threshold_spec,
             "fold_thresholds": ";".join(fmt(t["threshold"]) for t in e["thresholds"]),
             "n_positive": e["n_positive"], "n_negative": e["n_negative"],
             "empty_prediction_rate": e["empty_prediction_rate"],
@@ -132,17 +157,25 @@ def write_summary(summary: dict[str, Any], out: Path, threshold_spec: str) -> di
     _write_csv(paths["summary_csv"], cols, rows)
     for group, path in (("per_subtype", "summary_by_subtype_csv"), ("per_subject", "summary_by_subject_csv")):
         label = "subtype" if group == "per_subtype" else "subject"
-        gcols = ["method", label] + [f"{k}_{s}" for k in names for s in ("mean", "std", "sem", "n")]
+        gcols = [*["checkpoint"] * multi, "method", label] + [f"{k}_{s}" for k in names for s in ("mean", "std", "sem", "n")]
         grows = []
         for method in summary["ranking"]:
             for g, per in summary["methods"][method][group].items():
-                r = {"method": method, label: g}
+                r = {**_label_cells(method, multi), label: g}
                 for k in names:
                     for s in ("mean", "std", "sem", "n"):
                         r[f"{k}_{s}"] = per[k][s]
                 grows.append(r)
         _write_csv(paths[path], gcols, grows)
     return paths
+
+
+def _label_cells(label: str, multi: bool) -> dict[str, str]:
+    """A row label as CSV cells: ``method``, plus ``checkpoint`` with several classifiers."""
+    if not multi:
+        return {"method": label}
+    name, method = split_label(label, True)
+    return {"checkpoint": name, "method": method}
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
@@ -204,19 +237,22 @@ def table(summary: dict[str, Any], metrics: Sequence[Metric] | None = None) -> s
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
-    det = summary.get("detection") or {}
-    if det:
-        text.append(detection_line(det))
+    if "detection_by_checkpoint" in summary:  # one line per classifier
+        text += [detection_line(d, name) for name, d in summary["detection_by_checkpoint"].items() if d]
+    elif summary.get("detection"):
+        text.append(detection_line(summary["detection"]))
     return "\n".join(text)
 
 
-def detection_line(det: dict[str, Any]) -> str:
-    """The classifier's detection figures; an undefined one (a class missing) says so and why."""
+def detection_line(det: dict[str, Any], name: str | None = None) -> str:
+    """The classifier's detection figures (``name``: which one, when a run has several); an
+    undefined one (a class missing) says so and why."""
     def v(key: str) -> str:
         x = det.get(key)
         return "undefined" if x is None or math.isnan(x) else f"{x:.3f}"
 
-    line = (f"classifier detection: AUC {v('auc')}, accuracy {v('accuracy')}, sensitivity {v('sensitivity')}, "
+    who = "classifier" if name is None else f"classifier {name}"
+    line = (f"{who} detection: AUC {v('auc')}, accuracy {v('accuracy')}, sensitivity {v('sensitivity')}, "
             f"specificity {v('specificity')}, F1 {v('f1')} ({det['n']} slices, {det['n_positive']} positive)")
     n, n_pos = int(det["n"]), int(det["n_positive"])
     if n and n_pos in (0, n):

@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -79,11 +79,13 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     metrics = registered_metrics()
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
-    cfg = _supported_defaults(cfg, inputs.classifier.model)
-    warning = maps_warning(inputs.classifier.config)  # a classifier near chance: its maps show contrast
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    producers = attribution_producers(cfg.specs, inputs.classifier)  # a method's bad option fails here
+    cfg = _supported_defaults(cfg, [c.model for c in inputs.classifiers])
+    for c in inputs.classifiers:
+        warning = maps_warning(c.config)  # a classifier near chance: its maps show contrast
+        if warning:
+            print(warning if c.name is None else f"{c.name}: {warning}", file=sys.stderr, flush=True)
+    producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)  # a method's bad option fails here
+    labels = [p.label for p in producers]  # the rows: method (one classifier) or NAME/method, @SUBTYPE
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
         negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast
@@ -91,12 +93,21 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     selection = select_slices(inputs.records, positives_only=cfg.positives_only, limit=cfg.limit,
                               negative_ratio=negative_ratio, batch_size=cfg.batch_size, folds=cfg.folds,
                               seed=cfg.seed, strategy=strategy)
-    record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio)
+    if cfg.segmenters:  # loaded once the slices are chosen: the fold guard checks their subjects first
+        from .inputs import preprocessing
+        from .segmenter_producer import segmenter_producers
+
+        with clock("load model"):
+            producers += segmenter_producers(cfg.segmenters, device, preprocessing(inputs.classifier),
+                                             {p.label for p in producers}, list(selection.subject_of.values()))
+        labels = [p.label for p in producers]
+    record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio,
+                          [p for p in producers if p.classifier is None])
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
     hint = f"free some space, then run the same command with --resume --out {out_dir}"
     with output_folder(out_dir, BENCHMARK_OUTPUT), disk_errors(out_dir, hint):  # one run per folder
-        store = RunStore(out_dir, slice_columns(metrics), selection.batch_of)
-        journal = open_journal(cfg, out_dir, store, record, inputs, selection)
+        store = RunStore(out_dir, slice_columns(metrics, cfg.multi), selection.batch_of)
+        journal = open_journal(cfg, out_dir, store, record, inputs, selection, labels)
         if isinstance(journal, Completed):
             return BenchmarkResult(summary=journal.summary, paths=journal.paths, out=out_dir, config=record.config)
         try:
@@ -107,12 +118,15 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
             raise
 
 
-def _supported_defaults(cfg: BenchmarkConfig, model: Any) -> BenchmarkConfig:
-    """The default method list keeps only the methods that can explain this model family, with one
-    line for each one left out; an explicit ``--methods`` is taken as given."""
+def _supported_defaults(cfg: BenchmarkConfig, models: Sequence[Any]) -> BenchmarkConfig:
+    """The default method list keeps only the methods that can explain every classifier's model
+    family, with one line for each one left out; an explicit ``--methods`` is taken as given."""
     if cfg.methods is not None:
         return cfg
-    left_out = unsupported({label: method_class(spec) for label, spec in cfg.specs.items()}, model)
+    left_out: dict[str, str] = {}
+    for model in models:
+        for label, why in unsupported({label: method_class(spec) for label, spec in cfg.specs.items()}, model).items():
+            left_out.setdefault(label, why)
     for label, why in left_out.items():
         print(f"{label} is left out of the default methods: {why}", file=sys.stderr, flush=True)
     if not left_out:
@@ -124,29 +138,33 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
             t_start) -> BenchmarkResult:
     """Stages 2-5 in a locked output folder whose journal is open."""
     store, out_dir = journal.store, journal.out_dir
+    labels = [p.label for p in producers]
+    probability_rows = frozenset(p.label for p in producers if p.probabilities)
 
     slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
                          "none" if cfg.brain_mask == "none" else "auto", clock)
-    ctx = MapsContext(selection, inputs.records, slices, inputs.classifier, metrics, strategy.grid, cfg.seed,
-                      device, clock, cfg.progress)
+    ctx = MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress)
     maps = maps_pass(ctx, producers, journal, _after_unit)
-    methods = cfg.method_labels
-    by_key = read_rows(store, methods, selection.slice_ids)
-    curves = collect_curves(store, selection, methods, by_key)
+    by_key = read_rows(store, labels, selection.slice_ids)
+    curves = collect_curves(store, selection, labels, by_key)
     with clock("thresholds"):
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
-    scores = scores_pass(store, slices, selection, methods, by_key, strategy, thresholds, metrics, clock,
+    scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress)
-    return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start)
+                         progress=cfg.progress, probability_rows=probability_rows)
+    checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
+    return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
+                  labels, checkpoint_of, frozenset(p.label for p in producers if p.classifier is None))
 
 
 def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection: Selection, metrics: list[Metric],
            curves: Curves, thresholds: FoldThresholds, maps: MapsPassResult, scores: ScoresPassResult,
-           clock: StageClock, t_start: float) -> BenchmarkResult:
+           clock: StageClock, t_start: float, methods: list[str],
+           checkpoint_of: dict[str, str] | None = None, segmenter_rows: frozenset[str] = frozenset()) -> BenchmarkResult:
     """Stage 5: figures, the summary (from slices.csv as read back from disk), its CSVs, and
-    run.json marked complete; the map cache is removed unless ``keep_cache``."""
-    out_dir, store, methods = journal.out_dir, journal.store, cfg.method_labels
+    run.json marked complete; the map cache is removed unless ``keep_cache``. ``methods``: the
+    row labels; ``checkpoint_of``: each one's classifier name when the run has several."""
+    out_dir, store = journal.out_dir, journal.store
     paths: dict[str, Any] = {}
     if scores.maps is not None:
         paths["maps"] = scores.maps
@@ -155,7 +173,7 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
     with clock("report"):
         rows = store.read_rows()
         wall = {m: float(sum(float(r["map_seconds"]) for r in rows if r["method"] == m)) for m in methods}
-        summary = summarize(rows, methods, metrics, thresholds, wall)
+        summary = summarize(rows, methods, metrics, thresholds, wall, checkpoint_of, segmenter_rows)
         summary["config"] = record.config
         paths.update(write_summary(summary, out_dir, cfg.strategy.spec))
     if cfg.figures:
@@ -171,7 +189,7 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
                           sum(len(batches[b]) for _m, b in fresh))
     journal.write(status="complete", finished=_dt.datetime.now().isoformat(timespec="seconds"),
                   elapsed_s=elapsed,  # this attempt only
-                  method_wall_s=wall, detection=summary.get("detection"),
+                  method_wall_s=wall, detection=summary.get("detection", summary.get("detection_by_checkpoint")),
                   timing=timing)  # this attempt only: a resumed attempt skips the finished units
     paths["run_json"] = journal.run_json
     paths["slices_csv"] = store.csv_path

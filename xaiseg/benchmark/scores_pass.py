@@ -91,9 +91,11 @@ def sample_positive(by_key: dict, method: str, slice_ids: list[int], n: int) -> 
 
 def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, methods: Sequence[str], by_key: dict,
                 strategy: ThresholdStrategy, thresholds: FoldThresholds, metrics: Sequence[Metric], clock: StageClock, *,
-                montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True) -> ScoresPassResult:
+                montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True,
+                probability_rows: frozenset[str] = frozenset()) -> ScoresPassResult:
     """Threshold every cached map, score it, and rewrite slices.csv complete (the report reads
-    it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there."""
+    it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there.
+    ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised)."""
     sample = sample_positive(by_key, methods[0], selection.slice_ids, montage_slices)
     montage: dict[str, list] = {m: [] for m in methods}
     nifti = None
@@ -109,7 +111,7 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
             for j, sid in enumerate(ids):
                 _x, truth, item = loaded[j]
                 with clock("metrics"):
-                    sal = evaluation_map(q[j], truth)
+                    sal = evaluation_map(q[j], truth, renormalize=m not in probability_rows)
                     r = by_key[(m, sid)]
                     t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
                     scores = thresholded_scores(sal, truth, t, metrics)

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..atomic import atomic_path, save_npz
+from .checkpoints import row_label, split_label
 
 SLICES_CSV = "slices.csv"
 CACHE_DIR = "cache"
@@ -63,6 +64,13 @@ class RunStore:
         self.batch_of = batch_of  # slice id → batch index, fixed by the config
         self.csv_path = self.out / SLICES_CSV
         self.cache = self.out / CACHE_DIR
+        # several classifiers: a row's label NAME/method is written as a checkpoint and a method cell
+        self.multi = "checkpoint" in columns
+
+    def _on_disk(self, rows: list[dict]) -> list[dict]:
+        if not self.multi:
+            return rows
+        return [r | dict(zip(("checkpoint", "method"), split_label(r["method"], True))) for r in rows]
 
     # -- writing ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -77,7 +85,8 @@ class RunStore:
         path = self.cache_file(method, batch)
         save_npz(path, **arrays)
         buf = io.StringIO()
-        csv.DictWriter(buf, self.columns, lineterminator="\n").writerows([{k: fmt(r.get(k)) for k in self.columns} for r in rows])
+        csv.DictWriter(buf, self.columns, lineterminator="\n").writerows(
+            [{k: fmt(r.get(k)) for k in self.columns} for r in self._on_disk(rows)])
         with open(self.csv_path, "a", newline="") as fh:
             fh.write(buf.getvalue())
             fh.flush()
@@ -98,7 +107,11 @@ class RunStore:
             text = text[: text.rfind("\n") + 1]
         lines = [ln for ln in text.splitlines(keepends=True) if "\ufffd" not in ln and "\x00" not in ln]
         rows = list(csv.DictReader(io.StringIO("".join(lines))))
-        return [r for r in rows if None not in r and all(v is not None for v in r.values())]
+        rows = [r for r in rows if None not in r and all(v is not None for v in r.values())]
+        if self.multi:  # back to the row labels the stages use
+            for r in rows:
+                r["method"] = row_label(r.get("checkpoint"), r["method"])
+        return rows
 
     def _readable(self, method: str, batch: int) -> bool:
         """A cached unit that opens with both arrays; a truncated or garbled one is recomputed."""
@@ -135,7 +148,8 @@ class RunStore:
         with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, self.columns, lineterminator="\n")
             w.writeheader()
-            w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns} for r in rows])
+            w.writerows([{k: fmt(r.get(k)) if not isinstance(r.get(k), str) else r[k] for k in self.columns}
+                         for r in self._on_disk(rows)])
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -10,9 +10,11 @@ from typing import Any, Callable
 
 import click
 
+from ..benchmark.checkpoints import TARGET_CHOICES
 from ..benchmark.config import LAYOUT_CHOICES, BenchmarkConfig
 
-_TYPES: dict[str, Any] = {"path": click.Path(), "int": int, "float": float, "layout": click.Choice(LAYOUT_CHOICES)}
+_TYPES: dict[str, Any] = {"path": click.Path(), "paths": click.Path(), "int": int, "float": float,
+                          "layout": click.Choice(LAYOUT_CHOICES), "targets": click.Choice(TARGET_CHOICES)}
 
 
 def _flag(f: Field) -> str:
@@ -24,6 +26,8 @@ def _option(f: Field) -> Callable:
     kw: dict[str, Any] = {"help": meta["help"] or None}
     if meta["kind"] == "flag":
         kw["is_flag"] = True  # a flag named in "cli" (--no-figures) sets the field to the opposite of its default
+    elif meta["kind"] == "paths":  # repeatable; none given: the field's default
+        kw.update(multiple=True, type=_TYPES["paths"])
     else:
         kw.update(default=f.default, show_default=meta["show_default"])
         if meta["kind"] in _TYPES:
@@ -47,6 +51,8 @@ def config_from_cli(values: dict[str, Any]) -> BenchmarkConfig:
         if f.metadata.get("cli"):
             given = values[flag.lstrip("-").replace("-", "_")]
             kwargs[f.name] = (not f.default) if given else f.default
+        elif f.metadata["kind"] == "paths":
+            kwargs[f.name] = list(values[f.name]) or f.default
         else:
             kwargs[f.name] = values[f.name]
     return BenchmarkConfig(**kwargs)
