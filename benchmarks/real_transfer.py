@@ -78,7 +78,7 @@ def probabilities(loaded, slices: list[dict]) -> np.ndarray:
 def method_maps(loaded, method: str, slices: list[dict], batch: int = 8) -> list[np.ndarray]:
     """Maps on each slice's grid, as the benchmark makes them (evaluation_map of quantised maps)."""
     from xaiseg.benchmark.evaluate import SliceTruth, evaluation_map, quantize
-    from xaiseg.method_spec import build_method, method_class, parse_method_spec
+    from xaiseg.attribution.spec import build_method, method_class, parse_method_spec
 
     spec = parse_method_spec(method)
     explainer = build_method(method_class(spec), spec, loaded.model)

@@ -36,7 +36,7 @@ import torch
 
 import xaiseg
 from xaiseg.benchmark import DEFAULT_METHODS  # the benchmark's methods: what the pipeline timing runs too
-from xaiseg.method_spec import parse_method_spec, split_method_list
+from xaiseg.attribution.spec import parse_method_spec, split_method_list
 from xaiseg.training.checkpoint import resolve_device
 
 PAPER = "swin_base_patch4_window12_384"

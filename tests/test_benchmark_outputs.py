@@ -42,7 +42,7 @@ def test_a_folder_of_other_files_is_refused_and_kept(assets, tmp_path):
 def test_a_busy_folder_is_refused(assets, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom xaiseg.lock import folder_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom xaiseg.output.lock import folder_lock\n"
                                "with folder_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(120)",
                                str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -102,7 +102,7 @@ def test_nan_pixels_in_a_passed_in_dataset_are_bad_input(assets, tmp_path):
 
 
 def test_a_full_disk_while_caching_maps_says_free_space_then_resume(assets, tmp_path, monkeypatch):
-    # the real writer: numpy fails inside xaiseg.atomic, which already makes it an OutputError
+    # the real writer: numpy fails inside xaiseg.output.atomic, which already makes it an OutputError
     out = tmp_path / "o"
 
     def full(file, *args, **kwargs):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import xaiseg
-from xaiseg.attention import attention_pass
+from xaiseg.attribution.attention import attention_pass
 
 from .conftest import tiny_swin
 

@@ -7,7 +7,7 @@ import torch
 
 import xaiseg
 from xaiseg.errors import ConfigError
-from xaiseg.method_spec import build_method, method_class, parse_method_spec
+from xaiseg.attribution.spec import build_method, method_class, parse_method_spec
 
 from .conftest import tiny_swin
 

@@ -6,7 +6,7 @@ import torch
 
 import xaiseg
 from xaiseg.errors import ConfigError
-from xaiseg.method_spec import MethodSpec, parse_method_spec, split_method_list
+from xaiseg.attribution.spec import MethodSpec, parse_method_spec, split_method_list
 
 from .conftest import tiny_swin
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import xaiseg
-from xaiseg.method_spec import parse_method_spec
+from xaiseg.attribution.spec import parse_method_spec
 
 from .conftest import hf_models, tiny_swin, tiny_swinv2, tiny_vit
 

@@ -1,4 +1,4 @@
-"""Atomic output files (xaiseg.atomic): what every writer leaves on disk when it succeeds, and
+"""Atomic output files (xaiseg.output.atomic): what every writer leaves on disk when it succeeds, and
 when the disk fills up half-way (ENOSPC, simulated by a writer that writes half and fails)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xaiseg import atomic
+from xaiseg.output import atomic
 from xaiseg.errors import OutputError
 
 
@@ -179,7 +179,7 @@ def test_a_value_json_cannot_hold_fails_before_the_file_is_touched(tmp_path):
 _FSIZE_SCRIPT = """
 import resource, signal, sys
 import numpy as np, torch
-from xaiseg import atomic
+from xaiseg.output import atomic
 from xaiseg.errors import OutputError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
 big = torch.from_numpy(np.random.default_rng(0).random((64, 64, 16)).astype('float32'))

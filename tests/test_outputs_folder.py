@@ -1,4 +1,4 @@
-"""Output folders (xaiseg.output_folder, xaiseg.lock, xaiseg.outputs): a command writes only into
+"""Output folders (xaiseg.output.folder, xaiseg.output.lock, xaiseg.output.paths): a command writes only into
 a folder that is new, empty or its own, one command at a time, and never over an input."""
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from xaiseg.errors import ConfigError, OutputError
-from xaiseg.lock import folder_lock
-from xaiseg.output_folder import MARKER, Owner, check_output_folder, json_record, output_folder, unexpected_files
-from xaiseg.outputs import check_new_file
+from xaiseg.output.lock import folder_lock
+from xaiseg.output.folder import MARKER, Owner, check_output_folder, json_record, output_folder, unexpected_files
+from xaiseg.output.paths import check_new_file
 
 TRAIN = Owner("xaiseg train", (json_record("config.json", "format", "xaiseg-checkpoint"),))
 BENCH = Owner("xaiseg benchmark")
@@ -102,7 +102,7 @@ def test_unexpected_files_are_what_the_patterns_do_not_cover(tmp_path):
 
 _HOLDER = """
 import sys, time
-from xaiseg.lock import folder_lock
+from xaiseg.output.lock import folder_lock
 with folder_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)

@@ -232,7 +232,7 @@ def test_train_refuses_a_folder_it_does_not_own_and_a_busy_one(tmp_path):
     assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == ["cache"]
     busy = tmp_path / "busy"
     busy.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom xaiseg.lock import folder_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom xaiseg.output.lock import folder_lock\n"
                                "with folder_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(120)",
                                str(busy)], stdout=subprocess.PIPE, text=True)
     try:
@@ -357,7 +357,7 @@ def test_phantom_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch)
 
 
 def test_phantom_into_a_busy_folder_is_refused(tmp_path):
-    from xaiseg.lock import folder_lock
+    from xaiseg.output.lock import folder_lock
 
     out = tmp_path / "ph"
     out.mkdir()

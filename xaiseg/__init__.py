@@ -9,9 +9,9 @@ from ._version import __version__
 from .adapters import (ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS, BlockInfo, GlobalAttentionAdapter, HookCapture,
                        ModelAdapter, StageInfo, SwinAdapter, SwinV2Adapter, ViTAdapter, get_adapter, method_supports,
                        methods_for, support_reason)
-from .attention import AttentionPass, attention_pass, softmax_backward
-from .attribution import Attribution
-from .maps import input_attribution_to_map, minmax_normalize, upsample
+from .attribution.attention import AttentionPass, attention_pass, softmax_backward
+from .attribution.base import Attribution
+from .attribution.maps import input_attribution_to_map, minmax_normalize, upsample
 from .registry import (
     MethodInfo,
     UnknownNameError,
@@ -23,7 +23,7 @@ from .registry import (
     list_thresholds,
     method_info,
 )
-from .targets import normalize_target, select_logits
+from .attribution.targets import normalize_target, select_logits
 from .training.checkpoint import LoadedModel, load_model
 
 __all__ = [

@@ -4,7 +4,7 @@ Any ``captum.attr`` class built from the model alone (``Cls(model)``) can be use
 ``captum:<ClassName>``; the family lists those checked on timm Swin and ViT. These methods only
 call the model, so they take any image classifier ``nn.Module`` (model-agnostic). captum computes the
 attribution (B, C, H, W) for the target logit of each image, and
-:func:`xaiseg.maps.input_attribution_to_map` turns it into the map: absolute value summed over
+:func:`xaiseg.attribution.maps.input_attribution_to_map` turns it into the map: absolute value summed over
 channels, then per-image min–max.
 
 Options are passed through by name: those of the class's constructor (e.g.
@@ -25,7 +25,7 @@ import torch
 
 from xaiseg import Attribution, input_attribution_to_map, select_logits
 from xaiseg.errors import ConfigError
-from xaiseg.method_options import check_positive, parameter_hints
+from xaiseg.attribution.options import check_positive, parameter_hints
 
 LISTED = ("Saliency", "InputXGradient", "IntegratedGradients", "Occlusion", "FeatureAblation")
 GRADIENT_FREE = {"Occlusion", "FeatureAblation", "FeaturePermutation", "ShapleyValueSampling",

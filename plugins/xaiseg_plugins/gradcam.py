@@ -27,7 +27,7 @@ from torch import nn
 import xaiseg
 from xaiseg import Attribution, minmax_normalize, upsample
 from xaiseg.errors import ConfigError
-from xaiseg.method_options import check_positive, parameter_hints
+from xaiseg.attribution.options import check_positive, parameter_hints
 
 # CAMs checked on timm Swin and ViT (tests run each of them on tiny models); the family lists these.
 LISTED = (

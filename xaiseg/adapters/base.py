@@ -94,7 +94,7 @@ class ModelAdapter(abc.ABC):
     description: ClassVar[str] = ""  # the model classes it reads, for messages and `xaiseg methods`
     capabilities: ClassVar[frozenset[str]] = frozenset()
     # Whether capture() can keep the softmax input Z; if not (timm ViT, Hugging Face), ∂y/∂Z is
-    # obtained exactly from ∂y/∂A through the softmax Jacobian (xaiseg.attention).
+    # obtained exactly from ∂y/∂A through the softmax Jacobian (xaiseg.attribution.attention).
     captures_scores: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module) -> None:

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 from ..data import LAYOUTS
 from ..errors import ConfigError
-from ..method_spec import MethodSpec, method_class, parse_method_spec, split_method_list
-from ..outputs import check_out_dir
+from ..attribution.spec import MethodSpec, method_class, parse_method_spec, split_method_list
+from ..output.paths import check_out_dir
 from ..thresholds import ThresholdStrategy, parse_threshold
 from .checkpoints import CheckpointSpec, check_targets, parse_checkpoints, parse_segmenters
 
@@ -114,7 +114,7 @@ class BenchmarkConfig:
         if self.resume and self.out is None:
             raise ConfigError("--resume needs --out: the folder of the run to continue")
         if self.out is not None:
-            from ..output_folder import check_output_folder
+            from ..output.folder import check_output_folder
             from .journal import BENCHMARK_OUTPUT
 
             check_output_folder(self.out, BENCHMARK_OUTPUT)  # new, empty or a benchmark run's own

@@ -21,7 +21,7 @@ DEFAULT_PHANTOM: dict = {"subjects": 16, "slices_per_subject": 12, "size": 128, 
 def cache_root() -> Path:
     """``$XAISEG_CACHE``, else ``$XDG_CACHE_HOME/xaiseg``, else ``~/.cache/xaiseg``."""
     if os.environ.get("XAISEG_CACHE"):
-        from ..outputs import check_out_dir
+        from ..output.paths import check_out_dir
 
         return check_out_dir(Path(os.environ["XAISEG_CACHE"]).expanduser(), "XAISEG_CACHE")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..maps import minmax_normalize
+from ..attribution.maps import minmax_normalize
 from ..metrics import Metric, binarize, dice_curve, predicted_area
 
 

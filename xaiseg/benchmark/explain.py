@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..method_spec import build_method, method_class, parse_method_spec
-from ..outputs import check_new_file
+from ..attribution.spec import build_method, method_class, parse_method_spec
+from ..output.paths import check_new_file
 from .evaluate import SliceTruth, evaluation_map, quantize
 from .nifti_maps import save_like
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import save_figure
+from ..output.atomic import save_figure
 
 
 def _plt():

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..atomic import write_json
+from ..output.atomic import write_json
 from ..errors import ConfigError
-from ..output_folder import Owner
+from ..output.folder import Owner
 from ..metrics import Metric
 from . import provenance
 from .config import BenchmarkConfig

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import save_nifti
+from ..output.atomic import save_nifti
 from .store import safe_name
 
 

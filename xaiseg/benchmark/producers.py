@@ -19,7 +19,7 @@ import torch
 
 from ..data.constants import SUBTYPES
 from ..errors import ConfigError
-from ..method_spec import MethodSpec, build_method, method_class
+from ..attribution.spec import MethodSpec, build_method, method_class
 from .checkpoints import row_label
 from .inputs import Classifier
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json
+from ..output.atomic import atomic_path, write_json
 from ..data.constants import SUBTYPES
 from ..metrics import Metric, detection_metrics
 from .checkpoints import split_label

@@ -26,10 +26,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..adapters import unsupported
-from ..atomic import disk_errors
-from ..method_spec import method_class
+from ..output.atomic import disk_errors
+from ..attribution.spec import method_class
 from ..metrics import BUILTIN_ORDER, Metric
-from ..output_folder import output_folder
+from ..output.folder import output_folder
 from ..registry import get_metric, list_metrics
 from ..training.checkpoint import resolve_device
 from ..training.verdict import maps_warning

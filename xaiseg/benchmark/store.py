@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..atomic import atomic_path, save_npz
+from ..output.atomic import atomic_path, save_npz
 from .checkpoints import row_label, split_label
 
 SLICES_CSV = "slices.csv"

@@ -113,9 +113,9 @@ def train(**o) -> None:
     )
     from pathlib import Path
 
-    from ..atomic import disk_errors
+    from ..output.atomic import disk_errors
     from ..data.base import quiet_skip_warnings
-    from ..output_folder import output_folder
+    from ..output.folder import output_folder
     from ..training.checkpoint import TRAIN_OUTPUT
 
     def hint() -> str:  # asked only when the disk fails: can the run continue?

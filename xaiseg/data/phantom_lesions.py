@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.constants import LABELS, SUBTYPES
+from .constants import LABELS, SUBTYPES
 from ._fields import ANGLE_BIN_CENTRES
 from .phantom_anatomy import Head, SliceState
 from .phantom_geometry import BIN_T, HEAD_HEIGHT_MM, bump, f32, harmonic, soft, wrap

@@ -29,11 +29,11 @@ from typing import Iterator
 
 import numpy as np
 
-from ..atomic import output_error
+from ..output.atomic import output_error
 from ..errors import ConfigError
-from ..lock import folder_lock
-from ..output_folder import Owner, foreign_entries, json_record, unexpected_files
-from ..outputs import check_out_dir
+from ..output.lock import folder_lock
+from ..output.folder import Owner, foreign_entries, json_record, unexpected_files
+from ..output.paths import check_out_dir
 from .constants import LABELS, PHYSIONET_COLUMNS, PHYSIONET_CSV, PHYSIONET_CSV_COLUMNS, SUBTYPES
 from .phantom import CLEAN, FOV_MM, HEAD_HEIGHT_MM, PHANTOM_VERSION, render, sample_acquisition, sample_head
 from .phantom_lesions import draw_lesions

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..atomic import write_json
+from ..output.atomic import write_json
 from ..errors import CheckpointError
 from ..training.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, SEGMENTER_KIND, WEIGHTS_FILE, _first_line,
                                    _jsonable, normalize, preprocessor_from_config, read_checkpoint_json, read_weights,

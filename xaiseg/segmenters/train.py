@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..atomic import save_torch, write_json
+from ..output.atomic import save_torch, write_json
 from ..errors import CheckpointError, ConfigError, DataError, XaisegError
-from ..outputs import check_out_dir
+from ..output.paths import check_out_dir
 from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, _jsonable, normalize, read_weights,
                                    resolve_device, save_checkpoint)
 from ..training.curriculum import lr_factor

@@ -22,7 +22,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import CheckpointError
-from ..output_folder import Owner, json_record
+from ..output.folder import Owner, json_record
 from .presets import build_model
 
 WEIGHTS_FILE = "model.safetensors"
@@ -54,11 +54,11 @@ def _jsonable(value: Any) -> Any:
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: Mapping[str, Any]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
-    Both files are written to temporary names first and renamed (:mod:`xaiseg.atomic`), so a
+    Both files are written to temporary names first and renamed (:mod:`xaiseg.output.atomic`), so a
     crash or a full disk never leaves a half-written checkpoint behind; an ``OSError`` is one
     :class:`~xaiseg.errors.OutputError` line naming the file.
     """
-    from ..atomic import save_safetensors, write_text
+    from ..output.atomic import save_safetensors, write_text
 
     out = Path(directory)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}

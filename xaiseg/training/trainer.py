@@ -29,7 +29,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, XaisegError
-from ..outputs import check_out_dir
+from ..output.paths import check_out_dir
 from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, normalize,
                          resolve_device, save_checkpoint)
 from .config import TrainConfig

@@ -15,7 +15,7 @@ import numbers
 import typing
 from typing import Any, Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def parameter_hints(func: Callable[..., Any]) -> dict[str, Any]:

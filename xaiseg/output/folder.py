@@ -5,7 +5,7 @@ marker ``.xaiseg.json`` (``{"written_by": "xaiseg train", ...}``) that the comma
 first took the folder, or a record an older xaiseg wrote (``Owner.records``, e.g. a checkpoint's
 ``config.json``). Anything else -- a folder of the user's files, another command's output -- is
 refused before any work, in one line, with nothing changed. While a command runs the folder is
-locked (:mod:`xaiseg.lock`); a run that fails before writing anything leaves the folder as it
+locked (:mod:`xaiseg.output.lock`); a run that fails before writing anything leaves the folder as it
 found it (a folder it created is removed again).
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .atomic import write_json
-from .errors import ConfigError
+from ..errors import ConfigError
 from .lock import LOCK_FILE, folder_lock
-from .outputs import check_out_dir
+from .paths import check_out_dir
 
 MARKER = ".xaiseg.json"
 # bookkeeping of ours that does not make a folder "not empty"
@@ -128,7 +128,7 @@ def output_folder(path: str | os.PathLike, owner: Owner, option: str = "--out") 
             check_output_folder(p, owner, option)  # again: another command may have filled it meanwhile
             marked = not (p / MARKER).exists()
             if marked:
-                from ._version import __version__
+                from .._version import __version__
 
                 write_json(p / MARKER, {"written_by": owner.command, "xaiseg_version": __version__,
                                         "created": _dt.datetime.now().isoformat(timespec="seconds")})

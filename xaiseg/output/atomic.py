@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import OutputError
+from ..errors import OutputError
 
 # suffixes that libraries read to pick the format (nibabel: .nii.gz compresses; matplotlib:
 # .png/.pdf; numpy: .npz), so the temporary name must end the same way

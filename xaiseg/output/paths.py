@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:

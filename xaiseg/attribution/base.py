@@ -9,11 +9,11 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
-from .adapters import ModelAdapter, get_adapter
-from .adapters.support import model_agnostic, support_reason
-from .errors import ConfigError
-from .method_options import check_types, parameter_hints
-from .registry import UnknownNameError
+from ..adapters import ModelAdapter, get_adapter
+from ..adapters.support import model_agnostic, support_reason
+from ..errors import ConfigError
+from .options import check_types, parameter_hints
+from ..registry import UnknownNameError
 from .targets import normalize_target
 
 

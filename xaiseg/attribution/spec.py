@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
-from .json_options import json_object
-from .registry import UnknownNameError, get_method, list_methods
+from ..errors import ConfigError
+from ..json_options import json_object
+from ..registry import UnknownNameError, get_method, list_methods
 
 
 @dataclass(frozen=True)

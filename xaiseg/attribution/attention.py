@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .adapters import AttentionRecord, BlockInfo, ModelAdapter
+from ..adapters import AttentionRecord, BlockInfo, ModelAdapter
 from .targets import select_logits
 
 Reducer = Callable[[torch.Tensor, BlockInfo], torch.Tensor]
