@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import ConfigError, DataError
 from ..attribution.spec import build_method, method_class, parse_method_spec
@@ -69,7 +69,7 @@ def explain_scan(
     n = int(vol["ct"].shape[2])
     out_vol = np.zeros(tuple(vol["ct"].shape), dtype=np.float32)
     target = loaded.target_index
-    for start in tqdm(range(0, n, batch_size), desc=f"{method}", unit="batch", disable=None if progress else True):  # None: quiet off a terminal
+    for start in progress_bar(range(0, n, batch_size), desc=f"{method}", unit="batch", enabled=progress):  # None: quiet off a terminal
         ks = list(range(start, min(n, start + batch_size)))
         xs, truths = [], []
         for k in ks:

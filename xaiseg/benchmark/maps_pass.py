@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.constants import SUBTYPES
 from ..errors import OutputError, XaisegError
@@ -69,7 +69,7 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     hook called after every finished unit (raise from it to simulate a crash)."""
     batches, done = ctx.selection.batches, journal.done
     fresh = [(p.label, b) for b in range(len(batches)) for p in producers if (p.label, b) not in done]
-    bar = tqdm(total=len(fresh), desc="maps", unit="unit", disable=not ctx.progress)
+    bar = progress_bar(total=len(fresh), desc="maps", unit="unit", enabled=ctx.progress)
     out_dir = journal.out_dir
     try:
         for b, ids in enumerate(batches):

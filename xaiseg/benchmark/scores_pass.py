@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import DataError
 from ..metrics import Metric
@@ -103,7 +103,7 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
         from .nifti_maps import MapVolumes
 
         nifti = MapVolumes(maps_dir, methods)
-    for b, ids in enumerate(tqdm(selection.batches, desc="scores", unit="batch", disable=not progress)):
+    for b, ids in enumerate(progress_bar(selection.batches, desc="scores", unit="batch", enabled=progress)):
         loaded = [slices.load(sid) for sid in ids]
         for m in methods:
             with clock("store"):

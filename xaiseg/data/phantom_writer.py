@@ -167,7 +167,7 @@ def _write_into(
     compress: bool,
     randomise: bool = True,
 ) -> None:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     ext = ".nii.gz" if compress else ".nii"
     for d in ("ct_scans", "masks", "brain_masks"):
@@ -180,7 +180,7 @@ def _write_into(
 
     rows: list[dict] = []
     meta_subjects, sheet_tiles = [], []
-    bar = tqdm(total=subjects * n_slices, desc="phantom", unit="slice", disable=not progress)
+    bar = progress_bar(total=subjects * n_slices, desc="phantom", unit="slice", enabled=progress)
     try:
         for s in range(subjects):
             meta, tile = _write_subject(root, s, subject_seqs[s], bool(positive[s]), n_slices, size, ext,

@@ -208,10 +208,10 @@ class RSNADataset(CTSliceDataset):
         """Open every selected file once and find unreadable ones (read errors, bad rescale,
         NaN/Inf). With ``skip_bad`` they are dropped from ``records``; otherwise the first one
         raises. Returns the messages of the dropped files."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         keep, dropped = [], []
-        for rec in tqdm(self.records, desc="checking DICOM files", disable=not progress):
+        for rec in progress_bar(self.records, desc="checking DICOM files", enabled=progress):
             try:
                 read_dicom_slice(Path(rec.source))
             except DataError as exc:

@@ -20,12 +20,12 @@ from ..errors import DataError
 def load_mask_slices(dataset: Any, indices: Sequence[int], preprocessor: Any, *, progress: bool = False,
                      desc: str = "reading slices") -> tuple[torch.Tensor, torch.Tensor]:
     """``dataset[i]`` for i in ``indices`` -> (images (N, C, S, S) float16, masks (N, S, S) uint8)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     n, (rows, cols) = len(indices), preprocessor.input_size
     images = torch.empty((n, preprocessor.channels, rows, cols), dtype=torch.float16)
     masks = torch.empty((n, rows, cols), dtype=torch.uint8)
-    for j, i in enumerate(tqdm(indices, desc=desc, leave=False, disable=not progress)):
+    for j, i in enumerate(progress_bar(indices, desc=desc, leave=False, enabled=progress)):
         item = dataset[int(i)]
         if item.get("mask") is None:
             raise DataError(f"slice {item.get('slice')} of subject {item.get('subject')!r} has no mask: "

@@ -251,13 +251,13 @@ def _train_one(setup: _Setup, run_dir: Path, fold: int | None, held_out: list[st
 def _epoch(setup: _Setup, model, optimizer, loss_fn, augment, train_rows, epoch, state, total, warmup, desc) -> list[float]:
     """One pass over the training slices in the epoch's order; batches (and their augmentation
     draws, seeded by (seed, step)) depend only on the epoch, so a resumed run repeats them."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     cfg = setup.cfg
     order = train_rows[torch.from_numpy(epoch_order(len(train_rows), epoch, cfg.seed))]
     losses: list[float] = []
     norm = setup.arch_config["normalization"]
-    for b in tqdm(range(0, len(order), cfg.batch_size), desc=desc, disable=not cfg.progress, leave=False):
+    for b in progress_bar(range(0, len(order), cfg.batch_size), desc=desc, enabled=cfg.progress, leave=False):
         idx = order[b : b + cfg.batch_size]
         x, y = setup.images[idx].float(), setup.masks[idx].float()
         if augment is not None:

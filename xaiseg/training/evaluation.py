@@ -32,7 +32,7 @@ def evaluate_checkpoint(
     Slices with an unknown (NaN) ``any`` label are left out.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..data import open_dataset
     from .checkpoint import load_model
@@ -42,7 +42,7 @@ def evaluate_checkpoint(
     idx = [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
     ys, ps = [], []
     with torch.no_grad():
-        for start in tqdm(range(0, len(idx), batch_size), desc="evaluate", disable=not progress, leave=False):
+        for start in progress_bar(range(0, len(idx), batch_size), desc="evaluate", enabled=progress, leave=False):
             chunk = idx[start : start + batch_size]
             # one slice at a time through the preprocessor: slices may differ in size
             x = torch.stack([loaded.preprocessor(torch.as_tensor(ds[i]["image"]).float()).image for i in chunk])

@@ -119,11 +119,11 @@ def phantom_validation_set(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed set of ``n`` realistic (``lesion_scale`` 1) phantom slices, independent of the
     training stream's draws (its own seed stream)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     rng = _rng(seed, 2)
     xs, ys = [], []
-    for _ in tqdm(range(n), desc="phantom validation set", leave=False, disable=not progress):
+    for _ in progress_bar(range(n), desc="phantom validation set", leave=False, enabled=progress):
         x, y = render_phantom_sample(rng, preprocessor, render_size, prevalence, 1.0, 1.0, randomise)
         xs.append(x)
         ys.append(y)

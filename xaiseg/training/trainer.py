@@ -352,13 +352,13 @@ def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], m
 def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, batches: Any, st: _State,
                  schedule: tuple[int, int, Curriculum], device: torch.device, normalization: dict[str, Any]):
     """One epoch of optimiser steps; returns the losses and the last learning rate."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     total_steps, warmup, curriculum = schedule
     losses: list[float] = []
     lr = cfg.lr
-    bar = tqdm(batches, total=len(batches) if hasattr(batches, "__len__") else None, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               disable=not cfg.progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(batches, total=len(batches) if hasattr(batches, "__len__") else None,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress, leave=False, dynamic_ncols=True)
     for x, y in bar:
         lr = cfg.lr * lr_factor(st.step, total_steps, warmup, cfg.min_lr_ratio)
         for g in opt.optimizer.param_groups:
