@@ -71,3 +71,13 @@ def test_non_finite_inputs_are_refused_in_one_line():
             with pytest.raises(ValueError, match="NaN or infinite") as err:
                 xaiseg.get_method(name)(m).attribute(y, target=1)
             assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["saliency", "hgi-sam"])
+def test_a_loaded_checkpoint_instead_of_its_model_is_one_clear_error(name):
+    import xaiseg
+    from xaiseg.training import default_checkpoint
+
+    loaded = xaiseg.load_model(default_checkpoint())
+    with pytest.raises(TypeError, match=r"expected a torch.nn.Module, got LoadedModel; pass its .model"):
+        xaiseg.get_method(name)(loaded)

@@ -37,7 +37,8 @@ def get_adapter(model: nn.Module | ModelAdapter) -> ModelAdapter:
     if isinstance(model, ModelAdapter):
         return model
     if not isinstance(model, nn.Module):
-        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        hint = "; pass its .model" if isinstance(getattr(model, "model", None), nn.Module) else ""
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}{hint}")
     classes = adapter_classes()
     for cls in classes:
         if cls.supports(model):

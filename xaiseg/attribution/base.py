@@ -51,6 +51,8 @@ class Attribution(abc.ABC):
 
     def __init__(self, model: nn.Module | ModelAdapter, **options: Any) -> None:
         if model_agnostic(type(self)) and not isinstance(model, ModelAdapter):
+            if not isinstance(model, nn.Module):  # the one-line TypeError of get_adapter, at once
+                get_adapter(model)
             # Any module: it gets an adapter only if one fits (then inputs are checked against it).
             try:
                 self.adapter = get_adapter(model)

@@ -27,7 +27,8 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="Data set folder, or 'phantom': fresh phantom slices rendered every step (use ./phantom for a folder of that name).")
 @click.option("--layout", type=click.Choice(["auto", "physionet", "rsna", "folder", "phantom"]), default="auto",
               help="Layout of the --data folder ('phantom' = a data set written by `xaiseg phantom`, PhysioNet layout).")
-@click.option("--model", default=None, help="Preset (tiny, small, paper) or timm Swin name; with --task segmentation: unet, "
+@click.option("--model", default=None, help="Preset (tiny, small, paper, vit-tiny) or a timm swin_*, swinv2_*, vit_*, deit_* or deit3_* name; "
+              "with --task segmentation: unet, "
               "swin-unetr, unet-paper, swin-unetr-paper. [default: paper / unet-paper on CUDA, tiny / unet on CPU]")
 @click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")
 @click.option("--task", type=click.Choice(["binary", "subtypes", "segmentation"]), default="binary",
@@ -79,7 +80,8 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def train(**o) -> None:
-    """Train a Swin classifier on slice labels only (no masks: weak supervision).
+    """Train a transformer classifier (Swin V1/V2, ViT/DeiT) on slice labels only (no masks: weak
+    supervision), or with --task segmentation a MONAI segmenter on the masks.
 
     Writes OUT/model.safetensors + OUT/config.json (load with xaiseg.load_model(OUT) or pass to
     `xaiseg benchmark --checkpoint OUT`), a per-epoch log OUT/train_log.jsonl and OUT/resume.pt.
