@@ -85,7 +85,6 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
         if warning:
             print(warning if c.name is None else f"{c.name}: {warning}", file=sys.stderr, flush=True)
     producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)  # a method's bad option fails here
-    labels = [p.label for p in producers]  # the rows: method (one classifier) or NAME/method, @SUBTYPE
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
         negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast
@@ -100,7 +99,7 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
         with clock("load model"):
             producers += segmenter_producers(cfg.segmenters, device, preprocessing(inputs.classifier),
                                              {p.label for p in producers}, list(selection.subject_of.values()))
-        labels = [p.label for p in producers]
+    labels = [p.label for p in producers]  # the rows: method (one classifier) or NAME/method, @SUBTYPE, segmenters
     record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio,
                           [p for p in producers if p.classifier is None])
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
@@ -123,9 +122,10 @@ def _supported_defaults(cfg: BenchmarkConfig, models: Sequence[Any]) -> Benchmar
     family, with one line for each one left out; an explicit ``--methods`` is taken as given."""
     if cfg.methods is not None:
         return cfg
+    classes = {label: method_class(spec) for label, spec in cfg.specs.items()}
     left_out: dict[str, str] = {}
     for model in models:
-        for label, why in unsupported({label: method_class(spec) for label, spec in cfg.specs.items()}, model).items():
+        for label, why in unsupported(classes, model).items():
             left_out.setdefault(label, why)
     for label, why in left_out.items():
         print(f"{label} is left out of the default methods: {why}", file=sys.stderr, flush=True)
