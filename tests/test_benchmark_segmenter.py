@@ -107,3 +107,63 @@ def test_a_segmenter_that_saw_a_scored_subject_is_refused(assets, tmp_path):
     with pytest.raises(XaisegError, match="was in the training data of every model.*would leak"):
         run(data=data, checkpoint=ckpt, segmenter=[leaky], out=tmp_path / "z", **SMALL)
     assert not (tmp_path / "z").exists()
+
+
+def _explain(*args: str):
+    from click.testing import CliRunner
+
+    from xaiseg.cli import main
+
+    return CliRunner().invoke(main, ["explain", *args], catch_exceptions=False)
+
+
+def test_explain_with_a_segmenter_writes_the_benchmark_rows_maps(assets, tmp_path):
+    """`xaiseg explain --segmenter` writes, for a scan of the data set, exactly the probability
+    volume the benchmark saves for that subject's row (the held-out fold's model), and the
+    guard and the option clashes are one line each."""
+    import nibabel as nib
+
+    from xaiseg.segmenters import load_segmenter
+
+    data, ckpt, unet = assets
+    run(data=data, checkpoint=ckpt, segmenter=[unet], out=tmp_path / "o", save_maps=True, **SMALL)
+    saved = sorted((tmp_path / "o" / "maps" / "unet").glob("*.nii.gz"))
+    subject = saved[0].name[: -len(".nii.gz")]
+    scan = data / "ct_scans" / f"{subject}.nii"
+    out = tmp_path / "probs.nii.gz"
+    brain = data / "brain_masks" / f"{subject}.nii"  # the benchmark's brain mask for this scan
+    r = _explain("--segmenter", str(unet), "--input", str(scan), "--out", str(out), "--brain-mask", str(brain),
+                 "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    mine, theirs = nib.load(out), nib.load(saved[0])
+    assert mine.shape == theirs.shape and np.allclose(mine.affine, nib.load(scan).affine)
+    from xaiseg.data import open_dataset
+
+    ds = open_dataset(data, "physionet")
+    scored = sorted({int(ds[int(x["slice_id"])]["slice_index"]) for x in _csv(tmp_path / "o" / "slices.csv")
+                     if x["method"] == "unet" and x["subject"] == subject})
+    assert scored  # the benchmark writes the slices it scored
+    a, b = np.asarray(mine.dataobj), np.asarray(theirs.dataobj)
+    for k in scored:
+        np.testing.assert_allclose(a[:, :, k], b[:, :, k], atol=1e-6)
+    # another fold's model (a subject id this segmenter never saw: the mean of every fold) differs
+    loaded = load_segmenter(unet, device="cpu")
+    assert len(loaded.models_for("not-a-subject")) == len(loaded.members) == 2
+    r = _explain("--segmenter", str(unet), "--subject", "not-a-subject", "--input", str(scan), "--out",
+                 str(tmp_path / "mean.nii.gz"), "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert not np.allclose(np.asarray(nib.load(tmp_path / "mean.nii.gz").dataobj), np.asarray(mine.dataobj))
+
+    leaky = _train(data, tmp_path / "leaky", folds=0)
+    for args, why in (
+        (["--segmenter", str(leaky)], "would leak"),
+        (["--segmenter", str(unet), "--checkpoint", str(ckpt)], "give one"),
+        (["--segmenter", str(unet), "--method", "saliency"], "drop --method"),
+        (["--checkpoint", str(unet)], "is a segmenter checkpoint"),
+        (["--segmenter", str(ckpt)], "is a classifier checkpoint"),
+        (["--checkpoint", str(ckpt), "--subject", subject], "--subject applies to --segmenter"),
+    ):
+        bad = tmp_path / "bad.nii.gz"
+        r = _explain(*args, "--input", str(scan), "--out", str(bad), "--device", "cpu")
+        assert r.exit_code == 1 and r.output.startswith("Error: ") and why in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and not bad.exists()

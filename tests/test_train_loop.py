@@ -11,7 +11,7 @@ import xaiseg
 from xaiseg.data.constants import LABELS
 from xaiseg.errors import ConfigError
 from xaiseg.training import TrainConfig, train
-from xaiseg.training.trainer import LOG_FILE, RESUME_FILE
+from xaiseg.training.run_files import LOG_FILE, RESUME_FILE
 
 TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "depths": [2, 2, 2, 2], "num_heads": [1, 1, 2, 2]}
 

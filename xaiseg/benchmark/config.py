@@ -15,7 +15,6 @@ from typing import Any, Sequence
 from ..data import LAYOUTS
 from ..errors import ConfigError
 from ..attribution.spec import MethodSpec, method_class, parse_method_spec, split_method_list
-from ..output.paths import check_out_dir
 from ..thresholds import ThresholdStrategy, parse_threshold
 from .checkpoints import CheckpointSpec, check_targets, parse_checkpoints, parse_segmenters
 

@@ -71,7 +71,7 @@ def data_fingerprint(records: Iterable[Any], root: Path | None = None, truth_fil
             h.update(b"<unreadable>")
     sizes: dict[str, int] = {}
     for r in records:
-        rec = _jsonable(r)
+        rec = jsonable(r)
         src = rec.get("source") if isinstance(rec, dict) else None
         if src:  # the file name, not its folder: moving the data set keeps its fingerprint
             rec = {**rec, "source": Path(src).name}
@@ -86,15 +86,15 @@ def data_fingerprint(records: Iterable[Any], root: Path | None = None, truth_fil
     return h.hexdigest()
 
 
-def _jsonable(r: Any) -> Any:
+def jsonable(r: Any) -> Any:
     if isinstance(r, dict):
-        return {k: _jsonable(v) for k, v in r.items()}
+        return {k: jsonable(v) for k, v in r.items()}
     if hasattr(r, "_asdict"):
-        return _jsonable(r._asdict())
+        return jsonable(r._asdict())
     if hasattr(r, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(r, k)) for k in r.__dataclass_fields__}
+        return {k: jsonable(getattr(r, k)) for k in r.__dataclass_fields__}
     if hasattr(r, "tolist"):
         return r.tolist()
     if isinstance(r, (list, tuple)):
-        return [_jsonable(v) for v in r]
+        return [jsonable(v) for v in r]
     return r

@@ -3,7 +3,6 @@ the breakdown tables, and format the terminal table."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence

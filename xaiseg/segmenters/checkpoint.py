@@ -28,7 +28,7 @@ from .._version import __version__
 from ..output.atomic import write_json
 from ..errors import CheckpointError
 from ..training.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, SEGMENTER_KIND, WEIGHTS_FILE, _first_line,
-                                   _jsonable, normalize, preprocessor_from_config, read_checkpoint_json, read_weights,
+                                   jsonable, normalize, preprocessor_from_config, read_checkpoint_json, read_weights,
                                    resolve_device)
 from .folds import check_disjoint, unseen_models
 from .presets import build_segmenter
@@ -47,7 +47,7 @@ def write_fold_index(out: Path, architecture: str, folds: list[list[str]], extra
     are fixed and a resumed run can check them)."""
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, "kind": SEGMENTER_KIND,
            "architecture": architecture,
-           "folds": [{"dir": FOLD_DIR.format(i), "held_out": list(f)} for i, f in enumerate(folds)], **_jsonable(dict(extra))}
+           "folds": [{"dir": FOLD_DIR.format(i), "held_out": list(f)} for i, f in enumerate(folds)], **jsonable(dict(extra))}
     write_json(out / CONFIG_FILE, cfg)
 
 

@@ -31,11 +31,12 @@ from .._version import __version__
 from ..output.atomic import save_torch, write_json
 from ..errors import CheckpointError, ConfigError, DataError, XaisegError
 from ..output.paths import check_out_dir
-from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, _jsonable, normalize, read_weights,
+from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, jsonable, normalize, read_weights,
                                    resolve_device, save_checkpoint)
 from ..training.curriculum import lr_factor
 from ..training.sources import epoch_order, open_training_data, subject_split
-from ..training.trainer import LOG_FILE, RESUME_FILE, TEXT_LOG, _fingerprint, _Log, build_optimizer
+from ..training.run_files import LOG_FILE, RESUME_FILE, TEXT_LOG, RunLog, run_fingerprint
+from ..training.trainer import build_optimizer
 from .checkpoint import fold_dir, write_fold_index
 from .config import SegmentationConfig
 from .evaluate import evaluate
@@ -111,7 +112,7 @@ def _run(cfg: SegmentationConfig, out: Path, on_epoch_end) -> SegmenterResult:
     if cfg.resume and ("folds" in _read_json(out / CONFIG_FILE)) != bool(cfg.folds):
         raise ConfigError("--resume with different options than the interrupted run: folds")
     out.mkdir(parents=True, exist_ok=True)
-    setup = _setup(cfg, device, _Log(out, cfg.progress))
+    setup = _setup(cfg, device, RunLog(out, cfg.progress))
     if cfg.folds:
         held = plan_folds(setup.subjects.tolist(), setup.positive, cfg.folds, cfg.seed)
         if cfg.resume:
@@ -297,11 +298,11 @@ def _end_epoch(setup: _Setup, run_dir: Path, model, optimizer, config, rec, stat
     state["epoch"] = rec["epoch"]
     state["history"].append(rec)
     with open(run_dir / LOG_FILE, "a") as f:
-        f.write(json.dumps(_jsonable(rec)) + "\n")
+        f.write(json.dumps(jsonable(rec)) + "\n")
     loop = {k: state[k] for k in ("epoch", "step", "lr", "best_val", "best_epoch", "bad_epochs", "elapsed_s",
                                   "stopped_early", "best_metrics", "history")}
     save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "fingerprint": json.dumps(_fingerprint(cfg)), "loop": json.dumps(_jsonable(loop))},
+               "fingerprint": json.dumps(run_fingerprint(cfg)), "loop": json.dumps(jsonable(loop))},
                run_dir / RESUME_FILE)
 
 
@@ -320,7 +321,7 @@ def _resume(setup: _Setup, run_dir: Path, model, optimizer) -> dict[str, Any]:
     except Exception as exc:
         raise CheckpointError(f"cannot read {str(path)!r}: corrupt or not written by xaiseg train --task segmentation "
                               f"({type(exc).__name__}); start the run again in another --out") from None
-    now = _fingerprint(setup.cfg)
+    now = run_fingerprint(setup.cfg)
     diff = sorted(k for k in set(now) | set(fingerprint) if now.get(k) != fingerprint.get(k))
     if diff:
         raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
@@ -345,7 +346,7 @@ def _finish(setup: _Setup, run_dir: Path, held_rows: torch.Tensor, loss_fn, stat
                       normalization=final["normalization"], device=setup.device, amp_ctx=setup.amp_ctx)
         metrics.update({f"held_out_{k}": v for k, v in hm.items()})
     final["metrics"] = metrics
-    write_json(cfg_path, _jsonable(final))
+    write_json(cfg_path, jsonable(final))
     setup.log(f"{tag}done: best epoch {state['best_epoch']}, val Dice {_fmt(metrics.get('val_dice'))}"
               + (f", held-out Dice {_fmt(metrics['held_out_dice'])}" if "held_out_dice" in metrics else "")
               + f" ({state['elapsed_s']:.0f} s); checkpoint: {run_dir}")
@@ -359,7 +360,7 @@ def _summarise_folds(out: Path, result: SegmenterResult, log) -> None:
     index["metrics"] = {"held_out_dice_per_fold": per_fold,
                         "held_out_dice_mean": float(np.mean(scores)) if scores else None,
                         "wall_s": float(sum(m.get("wall_s", 0.0) for m in result.models.values()))}
-    write_json(out / CONFIG_FILE, _jsonable(index))
+    write_json(out / CONFIG_FILE, jsonable(index))
     log(f"all {len(per_fold)} folds done: held-out Dice per fold {', '.join(_fmt(v) for v in per_fold)}, "
         f"mean {_fmt(index['metrics']['held_out_dice_mean'])}; segmenter: {out}")
 

@@ -36,11 +36,11 @@ TRAIN_OUTPUT = Owner("xaiseg train", (json_record(CONFIG_FILE, "format", FORMAT)
 _DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return v if math.isfinite(v) else None
@@ -62,7 +62,7 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: Mapp
 
     out = Path(directory)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, **_jsonable(dict(config))}
+    cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "xaiseg_version": __version__, **jsonable(dict(config))}
     text = json.dumps(cfg, indent=2)  # a value JSON cannot hold fails before anything is written
     save_safetensors(state, out / WEIGHTS_FILE, metadata={"format": FORMAT})
     write_text(out / CONFIG_FILE, text + "\n")

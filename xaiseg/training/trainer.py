@@ -30,21 +30,14 @@ from torch import nn
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, XaisegError
 from ..output.paths import check_out_dir
-from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, _jsonable, detection_probability, init_from, normalize,
+from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, jsonable, detection_probability, init_from, normalize,
                          resolve_device, save_checkpoint)
 from .config import TrainConfig
+from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run_fingerprint
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
 from .presets import PRESETS, build_model, default_model_name, default_resize, model_input_size, resolve_model
-
-RESUME_FILE = "resume.pt"
-LOG_FILE = "train_log.jsonl"
-TEXT_LOG = "train.log"
-# Options a resumed run may change: they do not change the numbers (``out`` is where resume.pt
-# lives, however it is spelled: ./runs/a, runs/a/, an absolute path, a moved folder).
-_RESUME_FREE = ("resume", "progress", "workers", "device", "threads", "command", "out")
-
 
 @dataclass
 class TrainResult:
@@ -68,36 +61,6 @@ def task_classes(task: str) -> tuple[list[str], int]:
     return list(LABELS), list(LABELS).index("any")
 
 
-class _Log:
-    """train.log and the terminal. Set-up lines are held back until :meth:`release` (called once
-    model and data are ready), so options that fail during set-up print just their one-line error."""
-
-    def __init__(self, out: Path, progress: bool) -> None:
-        self.path, self.progress = out / TEXT_LOG, progress
-        self._held: list[tuple[str, str]] | None = []
-
-    def __call__(self, msg: str) -> None:
-        line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n"
-        if self._held is not None:
-            self._held.append((line, msg))
-        else:
-            self._emit([(line, msg)])
-
-    def release(self) -> None:
-        held, self._held = self._held or [], None
-        self._emit(held)
-
-    def _emit(self, lines: list[tuple[str, str]]) -> None:
-        from tqdm.auto import tqdm
-
-        if not lines:
-            return
-        with open(self.path, "a") as f:
-            f.writelines(line for line, _ in lines)
-        for _, msg in lines:
-            tqdm.write(msg)
-
-
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with no weight decay on norms, biases and the model's ``no_weight_decay()`` names
     (Swin: the relative-position bias tables), via timm's grouping."""
@@ -107,13 +70,6 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
     # by keyword: timm 1.0.x later put a bool (weight_decay_exclude_1d) third, where the list was
     groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
     return torch.optim.AdamW(groups, lr=lr)
-
-
-def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
-    d = cfg.to_dict()
-    for k in _RESUME_FREE:
-        d.pop(k, None)
-    return _jsonable(d)
 
 
 def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: torch.device, amp_ctx,
@@ -226,7 +182,7 @@ def _prepare_out(cfg: TrainConfig) -> Path:
     return out
 
 
-def _setup_model(cfg: TrainConfig, device: torch.device, log: _Log) -> _Setup:
+def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     from ..data.constants import DEFAULT_WINDOWS
     from ..data.preprocess import Preprocessor
 
@@ -281,17 +237,17 @@ def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _O
 
 
 def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.Module, opt: _Optim,
-             device: torch.device, log: _Log) -> _State:
+             device: torch.device, log: RunLog) -> _State:
     """The state after the last finished epoch of an interrupted run (weights, optimiser, RNG, loop)."""
     try:
         state = torch.load(resume_path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot read {str(resume_path)!r}: corrupt or not written by xaiseg train "
                               f"({type(exc).__name__}); start the run again in another --out") from None
-    saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in _RESUME_FREE}
+    saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in RESUME_FREE}
     # An option added to xaiseg after the run started was, for that run, at its default.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    saved_fp = {**_jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
+    saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
     diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
     if diff:
         raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
@@ -329,7 +285,7 @@ def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: i
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "epoch": epoch, "step": st.step, "best_val": st.best_val, "best_epoch": st.best_epoch,
             "bad_epochs": st.bad_epochs, "elapsed_s": st.history[-1]["elapsed_s"], "fingerprint": json.dumps(fp),
-            "loop": json.dumps({"history": st.history, "best_metrics": _jsonable(st.best_metrics),
+            "loop": json.dumps({"history": st.history, "best_metrics": jsonable(st.best_metrics),
                                 "stopped_early": st.stopped_early}),
         },
         path,
@@ -396,7 +352,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = _prepare_out(cfg)
-    log = _Log(out, cfg.progress)
+    log = RunLog(out, cfg.progress)
     m = _setup_model(cfg, device, log)
     curriculum = cfg.curriculum()
     loader_kw = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda",
@@ -405,7 +361,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
     opt = _setup_optim(cfg, m.model, device)
-    fp = _fingerprint(cfg)
+    fp = run_fingerprint(cfg)
     st = _restore(cfg, out / RESUME_FILE, fp, m.model, opt, device, log) if cfg.resume else _State()
     log.release()  # set-up succeeded: its lines go to the terminal and train.log now
 
@@ -436,7 +392,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         rec["best"] = improved
         if cfg.patience and st.bad_epochs >= cfg.patience and rd.has_val:
             rec["stopped_early"] = st.stopped_early = True
-        st.history.append(_jsonable(rec))
+        st.history.append(jsonable(rec))
         with open(out / LOG_FILE, "a") as f:
             f.write(json.dumps(st.history[-1]) + "\n")
         _save_resume(out / RESUME_FILE, m.model, opt, st, epoch + 1, fp, device)
@@ -462,7 +418,7 @@ class _Sized:
         return self.n
 
 
-def _finish(out: Path, st: _State, wall: float, log: _Log, scored: nn.Module) -> TrainResult:
+def _finish(out: Path, st: _State, wall: float, log: RunLog, scored: nn.Module) -> TrainResult:
     """Final config (same weights: the best epoch's; plus the run's wall time and its verdict)."""
     from .verdict import checkpoint_verdict
 
@@ -470,7 +426,7 @@ def _finish(out: Path, st: _State, wall: float, log: _Log, scored: nn.Module) ->
         raise ConfigError("no epoch was trained (check --epochs)")
     cfg_path = out / CONFIG_FILE
     final = json.loads(cfg_path.read_text())
-    final["metrics"] = {**_jsonable(st.best_metrics), "best_epoch": st.best_epoch, "epochs_run": len(st.history),
+    final["metrics"] = {**jsonable(st.best_metrics), "best_epoch": st.best_epoch, "epochs_run": len(st.history),
                         "wall_s": wall}
     verdict = checkpoint_verdict(final)
     final["verdict"] = verdict
