@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 
@@ -213,3 +214,23 @@ def test_gradient_weighting_changes_the_map():
     hgi = xaiseg.get_method("hgi-sam")(m).attribute(x, target=1)
     plain = xaiseg.get_method("swin-sam")(m, stages=(0, 1, 2)).attribute(x, target=1)
     assert (hgi - plain).abs().max() > 1e-3
+
+
+def test_an_untrained_swin_v2_says_why_its_gradient_maps_are_empty():
+    """timm starts Swin V2's post-norm weights at zero, which cuts the attention off the logit:
+    HGI-SAM's map is then all zero. The method says so (ZeroGradientWarning) instead of
+    returning an empty map silently; the same model with the post-norms drawn does not warn."""
+    import warnings
+
+    from xaiseg.attribution.attention import ZeroGradientWarning
+
+    torch.manual_seed(0)
+    m = timm.create_model("swinv2_tiny_window8_256", pretrained=False, img_size=64, patch_size=4, window_size=4,
+                          embed_dim=8, depths=(2, 2), num_heads=(1, 2), num_classes=2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.warns(ZeroGradientWarning, match="untrained timm Swin V2"):
+        got = xaiseg.get_method("hgi-sam")(m).attribute(x, target=1)
+    assert float(got.abs().amax()) == 0.0  # what the warning explains
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZeroGradientWarning)
+        xaiseg.get_method("hgi-sam")(tiny_swinv2()).attribute(torch.randn(2, 3, 64, 64), target=1)

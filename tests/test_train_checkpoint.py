@@ -130,3 +130,24 @@ def test_init_from_timm_state_dict_reinitialises_head(tmp_path):
     other = build_model(NAME, {**KW, "embed_dim": 16}, 2)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         init_from(other, tmp_path / "in1k.pth")
+
+
+def test_init_from_a_vit_of_another_input_size_resamples_its_position_embedding(tmp_path):
+    """--init on a ViT goes through the ViT's conversion (not Swin's): a state dict built for
+    64 px lands in a 96 px model with its position embedding resampled exactly as timm's
+    resample_abs_pos_embed does it, every other weight copied, the head re-initialised."""
+    from timm.layers import resample_abs_pos_embed
+
+    kw = {"patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    torch.manual_seed(1)
+    src = build_model("vit_tiny_patch16_224", {**kw, "img_size": 64}, 1000)
+    torch.save(src.state_dict(), tmp_path / "vit64.pth")
+    torch.manual_seed(2)
+    dst = build_model("vit_tiny_patch16_224", {**kw, "img_size": 96}, 2)
+    skipped = init_from(dst, tmp_path / "vit64.pth")
+    assert set(skipped) == {"head.weight", "head.bias"}
+    expect = resample_abs_pos_embed(src.pos_embed.detach(), new_size=(6, 6), old_size=(4, 4), num_prefix_tokens=1)
+    assert dst.pos_embed.shape == (1, 37, 32)
+    torch.testing.assert_close(dst.pos_embed.detach(), expect)
+    assert torch.equal(dst.blocks[1].attn.qkv.weight, src.blocks[1].attn.qkv.weight)
+    assert torch.equal(dst.cls_token, src.cls_token)

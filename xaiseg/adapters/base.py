@@ -139,6 +139,12 @@ class ModelAdapter(abc.ABC):
         patch tokens for average pooling); rollout starts from it. Global attention only."""
         raise NotImplementedError(f"{type(self).__name__} has no token readout")
 
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``xaiseg train --init``: a state dict of this family in another layout (the original
+        repository's, an older timm's, another input or window size) made to fit this model.
+        The default keeps it as it is; the timm families use timm's own ``checkpoint_filter_fn``."""
+        return state
+
     @classmethod
     def accepts_name(cls, name: str) -> bool:
         """Whether ``name`` (a timm model name given to ``xaiseg train --model``) builds a model

@@ -33,6 +33,11 @@ class SwinAdapter(ModelAdapter):
         super().__init__(model)
         self._stages = self._read_stages(model)
 
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from timm.models.swin_transformer import checkpoint_filter_fn
+
+        return checkpoint_filter_fn(state, self.model)
+
     @staticmethod
     def _read_stages(model: nn.Module) -> tuple[StageInfo, ...]:
         stages: list[StageInfo] = []
@@ -196,6 +201,11 @@ class SwinV2Adapter(SwinAdapter):
         from timm.models.swin_transformer_v2 import SwinTransformerV2
 
         return isinstance(model, SwinTransformerV2)
+
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from timm.models.swin_transformer_v2 import checkpoint_filter_fn
+
+        return checkpoint_filter_fn(state, self.model)
 
     @classmethod
     def accepts_name(cls, name: str) -> bool:

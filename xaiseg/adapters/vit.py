@@ -118,6 +118,11 @@ class ViTAdapter(GlobalAttentionAdapter):
 
         return isinstance(model, VisionTransformer)
 
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        return checkpoint_filter_fn(state, self.model)  # also resamples the position embedding
+
     @classmethod
     def accepts_name(cls, name: str) -> bool:
         return name.startswith(("vit_", "deit_", "deit3_"))

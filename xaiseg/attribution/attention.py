@@ -83,6 +83,7 @@ def attention_pass(
             if probs is not None:
                 probs[i] = None  # type: ignore[call-overload]
             grads.append(g if reduce_grads is None else reduce_grads(g, r.block))
+    _warn_if_all_zero(grads)
     return AttentionPass(logits.detach(), tgt, records, grads)
 
 
@@ -98,6 +99,22 @@ def softmax_backward(grad_probs: torch.Tensor, probs: torch.Tensor) -> torch.Ten
         except (RuntimeError, TypeError):  # another signature in some torch version
             pass
     return probs * (grad_probs - (grad_probs * probs).sum(dim=-1, keepdim=True))
+
+
+class ZeroGradientWarning(UserWarning):
+    """The target logit does not depend on any captured attention: gradient maps are empty."""
+
+
+def _warn_if_all_zero(grads: Sequence[torch.Tensor]) -> None:
+    """A gradient-weighted map of all zeros looks like "nothing found"; say why instead."""
+    if grads and not any(bool(torch.any(g)) for g in grads):
+        import warnings
+
+        warnings.warn(
+            "the gradient of the target logit with respect to every captured attention map is exactly zero, so "
+            "gradient-weighted maps are empty; an untrained timm Swin V2 does this (timm starts its post-norm "
+            "weights at zero): explain a trained model, or use a gradient-free method such as rollout",
+            ZeroGradientWarning, stacklevel=3)
 
 
 def _check_captured(records: Sequence[AttentionRecord], blocks: Sequence[BlockInfo]) -> None:

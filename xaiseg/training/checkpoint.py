@@ -258,17 +258,19 @@ def load_weights_into(
 
 
 def init_from(model: nn.Module, path: str | os.PathLike) -> list[str]:
-    """``--init``: start from our checkpoint or a timm / PyTorch Swin state dict.
+    """``--init``: start from our checkpoint or a state dict of the model's family (timm, or the
+    family's original repository).
 
-    Original-Swin and older timm layouts are converted with timm's own ``checkpoint_filter_fn``
-    (which also resizes relative-position tables for another window). A classifier head of another
-    size is re-initialised; its key names are returned.
+    The model's adapter converts other layouts (:meth:`~xaiseg.adapters.ModelAdapter.convert_checkpoint`:
+    timm's own ``checkpoint_filter_fn`` for Swin V1 / V2 and ViT, which also resizes relative-
+    position tables for another window and position embeddings for another input size). A
+    classifier head of another size is re-initialised; its key names are returned.
     """
-    from timm.models.swin_transformer import checkpoint_filter_fn
+    from ..adapters import get_adapter
 
     state = read_weights(path)
     try:
-        state = checkpoint_filter_fn(state, model)
+        state = get_adapter(model).convert_checkpoint(state)
     except Exception as exc:
         raise CheckpointError(f"cannot convert {str(path)!r} to this model's layout ({_first_line(exc)})") from None
     return load_weights_into(model, state, source=repr(str(path)), allow_new_head=True)
