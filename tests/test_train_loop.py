@@ -239,3 +239,31 @@ def test_ema_is_the_moving_average_of_the_trained_weights_and_resumes(tiny_set, 
         train(_cfg(tmp_path / "bad", tiny_set, ema=1.0))
     with pytest.raises(ConfigError, match="--grad-clip"):
         train(_cfg(tmp_path / "bad", tiny_set, grad_clip=-1.0))
+
+
+@pytest.mark.parametrize("select", ["val-auc", "val-loss", "last"])
+def test_select_keeps_the_epoch_the_log_says(tmp_path_factory, select):
+    """--select: the kept weights are those of the epoch with the highest val AUC / the lowest
+    val loss (first on ties) / the last epoch, read here from train_log.jsonl; for `last` the
+    weights equal resume.pt's model."""
+    from safetensors.torch import load_file
+
+    from xaiseg.data.phantom_writer import write_phantom
+
+    data = write_phantom(tmp_path_factory.mktemp("sel") / "ph", subjects=6, slices_per_subject=6, size=32,
+                         prevalence=0.5, seed=5, progress=False)
+    out = tmp_path_factory.mktemp("run") / select
+    res = train(_cfg(out, data, epochs=4, lr=1e-3, val_fraction=0.34, select=select))
+    log = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+    aucs, losses = [r["val_auc"] for r in log], [r["val_loss"] for r in log]
+    assert all(np.isfinite(aucs)) and len(set(aucs)) > 1  # the criterion has something to choose
+    picks = {"val-auc": 1 + int(np.argmax(aucs)), "val-loss": 1 + int(np.argmin(losses)), "last": len(log)}
+    assert len(set(picks.values())) == 3  # this run tells the three rules apart
+    want = picks[select]
+    cfg = json.loads((out / "config.json").read_text())
+    assert res.best_epoch == want and cfg["metrics"]["epoch"] == want and cfg["metrics"]["best_epoch"] == want
+    assert cfg["metrics"]["val_auc"] == pytest.approx(aucs[want - 1])
+    if select == "last":
+        kept = load_file(str(out / "model.safetensors"))
+        last = torch.load(out / RESUME_FILE, map_location="cpu", weights_only=True)["model"]
+        assert kept.keys() == last.keys() and all(torch.equal(kept[k], last[k]) for k in kept)

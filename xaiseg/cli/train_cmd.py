@@ -55,7 +55,10 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--pretrained/--no-pretrained", default=False, help="Start from timm hub weights (needs network).")
 @click.option("--init", "init", default=None, type=click.Path(exists=True), help="Fine-tune from a checkpoint dir or a timm/PyTorch state dict.")
 @click.option("--val-fraction", type=float, default=0.2, help="Share of subjects held out for validation.")
-@click.option("--patience", type=int, default=5, help="Early stopping: epochs without lower val loss (0: off).")
+@click.option("--patience", type=int, default=5, help="Early stopping: epochs without a better --select score (0: off; a segmenter: lower val loss).")
+@click.option("--select", type=click.Choice(["val-auc", "val-loss", "last"]), default="val-auc", show_default=True,
+              help="Classifier: which epoch's weights model.safetensors keeps: the highest validation AUC, the lowest "
+                   "validation loss, or the last epoch.")
 @click.option("--balanced/--no-balanced", default=False, help="Class-balanced sampling (positive/negative slices).")
 @click.option("--focal-gamma", type=float, default=0.0, help="Focal loss gamma for --task subtypes (0: plain BCE).")
 @click.option("--augment/--no-augment", default=True, help="Random left-right flips (data sets on disk).")
@@ -106,7 +109,7 @@ def train(**o) -> None:
         batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"],
         image_size=o["image_size"], resize=o["resize"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
         workers=o["workers"], threads=o["threads"], pretrained=o["pretrained"], init=o["init"],
-        val_fraction=o["val_fraction"], patience=o["patience"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
+        val_fraction=o["val_fraction"], patience=o["patience"], select=o["select"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
         augment=o["augment"], ema=o["ema"], grad_clip=o["grad_clip"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
         train_on=o["train_on"], acquisition=o["acquisition"],

@@ -12,7 +12,7 @@ from ..training.config import TrainConfig
 TASK = "segmentation"
 # Classifier options that mean nothing to a segmenter: a value other than the default is an
 # error (an option silently ignored would mislead).
-_CLASSIFIER_ONLY = ("pretrained", "init", "balanced", "focal_gamma", "ema", "curriculum_start",
+_CLASSIFIER_ONLY = ("pretrained", "init", "balanced", "focal_gamma", "ema", "select", "curriculum_start",
                     "curriculum_hold", "curriculum_shrink")
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TASKS = ("binary", "subtypes")
 LAYOUTS = ("auto", "physionet", "rsna", "folder", "phantom")
+SELECTIONS = ("val-auc", "val-loss", "last")
 
 
 @dataclass
@@ -42,7 +43,11 @@ class TrainConfig:
     pretrained: bool = False
     init: str | None = None
     val_fraction: float = 0.2
-    patience: int = 5  # epochs without a lower validation loss; 0 disables early stopping
+    patience: int = 5  # epochs without a better selection score (see select); 0 disables early stopping
+    # Which epoch's weights are kept: the highest validation AUC (default), the lowest validation
+    # loss, or the last epoch. Why not the loss: at a written phantom's ~17 % prevalence the lowest
+    # loss rewarded a classifier biased to "negative", mid-curriculum (docs/training.md, run r2).
+    select: str = "val-auc"
     balanced: bool = False
     focal_gamma: float = 0.0
     augment: bool = True
@@ -119,6 +124,8 @@ class TrainConfig:
             bad(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.val_fraction < 1.0:
             bad(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.select not in SELECTIONS:
+            bad(f"unknown --select {self.select!r}: use {', '.join(SELECTIONS)}")
         if self.patience < 0 or self.workers < 0:
             bad("--patience and --workers must be >= 0")
         if self.focal_gamma < 0:

@@ -39,6 +39,22 @@ from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
 from .presets import PRESETS, build_model, default_model_name, default_resize, model_input_size, resolve_model
 
+# What a run started before an option existed did instead of that option's default.
+_BEFORE_ADDED = {"select": "val-loss"}
+_CRITERION = {"val-auc": "validation AUC", "val-loss": "validation loss", "last": "epoch"}
+
+
+def selection_score(rec: dict[str, Any], select: str) -> float:
+    """Lower is better: the epoch's score under ``--select``. Without a validation set (or an
+    AUC, when it holds one class) the validation loss, then the training loss, stand in."""
+    if select == "last":
+        return -float(rec["epoch"])
+    auc = rec.get("val_auc")
+    if select == "val-auc" and auc is not None and math.isfinite(auc):
+        return -float(auc)
+    return float(rec.get("val_loss", rec["train_loss"]))
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns."""
@@ -247,6 +263,7 @@ def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.
     saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in RESUME_FREE}
     # An option added to xaiseg after the run started was, for that run, at its default.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults.update(_BEFORE_ADDED)
     saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
     diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
     if diff:
@@ -381,9 +398,10 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         rec["epoch_s"] = time.perf_counter() - t_epoch
         rec["steps_per_s"] = len(losses) / train_s
         rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - t_start
-        improved = rec.get("val_loss", rec["train_loss"]) < st.best_val
+        score = selection_score(rec, cfg.select)
+        improved = score < st.best_val
         if improved:
-            st.best_val, st.best_epoch, st.bad_epochs = rec.get("val_loss", rec["train_loss"]), epoch + 1, 0
+            st.best_val, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
             st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
             st.best_metrics["elapsed_s"] = rec["elapsed_s"]
             save_checkpoint(out, opt.scored, _checkpoint_config(cfg, m, rd.info, st.best_metrics))
@@ -400,7 +418,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
         if on_epoch_end is not None:
             on_epoch_end(st.history[-1])
         if st.stopped_early:
-            log(f"early stopping: no lower validation loss for {cfg.patience} epochs")
+            log(f"early stopping: no better {_CRITERION[cfg.select]} for {cfg.patience} epochs")
             break
     return _finish(out, st, st.elapsed_before + time.perf_counter() - t_start, log, opt.scored)
 
@@ -434,7 +452,7 @@ def _finish(out: Path, st: _State, wall: float, log: RunLog, scored: nn.Module) 
     tmp.write_text(json.dumps(final, indent=2) + "\n")
     os.replace(tmp, cfg_path)
     auc = st.best_metrics.get("val_auc")
-    log(f"done in {wall:.0f} s: best epoch {st.best_epoch}, val loss {st.best_val:.4f}"
+    log(f"done in {wall:.0f} s: best epoch {st.best_epoch}, val loss {st.best_metrics.get('val_loss', math.nan):.4f}"
         + (f", val AUC {auc:.4f}" if isinstance(auc, float) and not math.isnan(auc) else "") + f"; checkpoint: {out}")
     if verdict:  # the last line says it: this classifier's maps would not mean anything
         log(f"WARNING: the classifier is {verdict}; its maps will show contrast, not evidence "
