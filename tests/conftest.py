@@ -67,10 +67,11 @@ def tiny_swinv2(
 def tiny_vit(kind: str = "vit", img_size: int | tuple[int, int] = 32, depth: int = 3, num_classes: int = 2,
              seed: int = 0) -> torch.nn.Module:
     """Tiny timm ViTs: ``vit`` (class token), ``deit`` (distilled: class + distillation token),
-    ``reg`` (4 register tokens, global_pool='avg', no class token)."""
+    ``reg`` (4 register tokens, global_pool='avg', no class token), ``eva`` (timm's Eva: EVA-02
+    with rotary position embeddings, SwiGLU, a class token and average pooling)."""
     torch.manual_seed(seed)
     name = {"vit": "vit_tiny_patch16_224", "deit": "deit_tiny_distilled_patch16_224",
-            "reg": "vit_medium_patch16_reg4_gap_256"}[kind]
+            "reg": "vit_medium_patch16_reg4_gap_256", "eva": "eva02_tiny_patch14_224"}[kind]
     model = timm.create_model(name, pretrained=False, img_size=img_size, patch_size=8, embed_dim=16, depth=depth,
                               num_heads=2, num_classes=num_classes)
     return model.eval()

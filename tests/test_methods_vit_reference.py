@@ -1,6 +1,7 @@
-"""Rollout, grad-rollout, HGI-SAM's ViT extension and Grad-CAM on timm ViTs against independent
-computations written here: attention recomputed by hand from each block's qkv (Z and A kept
-with retain_grad, gradients from one full backward), dense N×N products, literal loops, and the
+"""Rollout, grad-rollout, HGI-SAM's ViT extension and Grad-CAM on timm ViTs (and EVA-02) against
+independent computations written here: attention recomputed by hand from each block's qkv (EVA-02:
+from the q, k its fused path passes to scaled_dot_product_attention; Z and A kept with
+retain_grad, gradients from one full backward), dense N×N products, literal loops, and the
 grad-cam package called directly with a hand-written reshape."""
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def tiny_vit(kind):
 
 def _recorded(model, x, target=None):
     """(logits, [(Z, A)] per block) with Z, A retaining gradients, attention written out by hand."""
+    if type(model).__name__ == "Eva":
+        return _recorded_through_sdpa(model, x, target)
     model = copy.deepcopy(model)
     recs = []
 
@@ -52,9 +55,39 @@ def _recorded(model, x, target=None):
     return logits, recs
 
 
+def _recorded_through_sdpa(model, x, target=None):
+    """EVA-02's attention (rotary embeddings, q/k norms) recorded where it ends: its fused path
+    calls F.scaled_dot_product_attention(q, k, v), replaced here by softmax(q kᵀ / √d) written
+    out, so Z and A come from q and k as the model made them, never from the path xaiseg hooks."""
+    model = copy.deepcopy(model)
+    recs = []
+    real = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **_):
+        assert attn_mask is None and not is_causal
+        z = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
+        a = z.softmax(dim=-1)
+        if z.requires_grad:
+            z.retain_grad(), a.retain_grad()
+        recs.append((z, a))
+        return a @ v
+
+    for blk in model.blocks:
+        blk.attn.fused_attn = True
+    F.scaled_dot_product_attention = sdpa
+    try:
+        logits = model(x)
+    finally:
+        F.scaled_dot_product_attention = real
+    assert len(recs) == len(model.blocks)
+    if target is not None:
+        logits[torch.arange(x.shape[0]), target].sum().backward()
+    return logits, recs
+
+
 def _readout(kind, n, prefix):
     row = torch.zeros(n, dtype=torch.float64)
-    if kind == "reg":  # avg pooling: uniform over the patch tokens
+    if kind in ("reg", "eva"):  # avg pooling: uniform over the patch tokens
         row[prefix:] = 1.0 / (n - prefix)
     elif kind == "deit":  # the head averages class and distillation tokens
         row[0] = row[1] = 0.5
@@ -79,7 +112,7 @@ def _to_map(rows, prefix, grid, size, final_minmax=False):
     return (up - lo) / (hi - lo)
 
 
-KINDS = ["vit", "deit", "reg"]
+KINDS = ["vit", "deit", "reg", "eva"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

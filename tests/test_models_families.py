@@ -1,5 +1,5 @@
 """Every method that claims a model family gives maps on it, one batch equal to one by one:
-timm ViT (class token), distilled DeiT, ViT with registers and avg pooling, Swin V2, and (with
+timm ViT (class token), distilled DeiT, ViT with registers and avg pooling, EVA-02, Swin V2, and (with
 transformers installed) Hugging Face ViT and Swin. Plus the support rule and the capture's
 guarantees (fused attention switched off and restored; a block not captured is an error)."""
 from __future__ import annotations
@@ -19,6 +19,7 @@ CANDIDATES = ("hgi-sam", "swin-sam", "gradcam", "gradcam:GradCAMPlusPlus", "roll
               'integrated-gradients{"n_steps": 4}', "input-x-gradient", 'occlusion{"sliding_window_shapes": [3, 16, 16], "strides": [3, 8, 8]}',
               "centre-prior", "random")
 TIMM = {"vit": lambda: tiny_vit("vit"), "deit": lambda: tiny_vit("deit"), "reg-avg": lambda: tiny_vit("reg"),
+        "eva02": lambda: tiny_vit("eva"),
         "swinv2": lambda: tiny_swinv2(img_size=32, depths=(2, 2), num_heads=(1, 2))}
 # What each family must get (swin-sam needs Swin's shifted windows; everything else runs on all)
 EVERY = {"hgi-sam", "gradcam", "gradcam:GradCAMPlusPlus", "rollout", "grad-rollout", "saliency",

@@ -166,3 +166,27 @@ class ViTAdapter(GlobalAttentionAdapter):
     def attention_switches(self, blocks: Sequence[BlockInfo]) -> list[tuple[object, str, object]]:
         # fused attention (scaled_dot_product_attention) never materialises A: off for the pass
         return [(b.module.attn, "fused_attn", False) for b in blocks]
+
+
+class EvaAdapter(ViTAdapter):
+    """timm's ``Eva`` (``eva02_*``, ``eva_*``): a ViT whose attention adds rotary position
+    embeddings and q/k norms before the same softmax and ``attn_drop``, so it is read exactly
+    like a ViT (A hooked at ``attn.attn_drop``, fused attention off for the pass)."""
+
+    architecture = "eva"
+    description = "timm.models.eva.Eva (eva02_*, eva_*)"
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        from timm.models.eva import Eva
+
+        return isinstance(model, Eva)
+
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from timm.models.eva import checkpoint_filter_fn
+
+        return checkpoint_filter_fn(state, self.model)
+
+    @classmethod
+    def accepts_name(cls, name: str) -> bool:
+        return name.startswith(("eva02_", "eva_"))

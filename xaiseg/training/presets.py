@@ -2,7 +2,7 @@
 
 ``--model`` takes a preset name (``tiny``, ``small``, ``paper``, ``vit-tiny``) or the timm name
 of any model family xaiseg has an adapter for (Swin V1 ``swin_*``, Swin V2 ``swinv2_*``, ViT and
-DeiT ``vit_*``/``deit_*``/``deit3_*``; each adapter's ``accepts_name`` decides); extra
+DeiT ``vit_*``/``deit_*``/``deit3_*``, EVA-02 ``eva02_*``; each adapter's ``accepts_name`` decides); extra
 constructor arguments come from ``--model-kwargs`` (JSON) and override the preset's. What is
 stored in a checkpoint is always the resolved timm name plus the full kwargs, never the preset
 name alone, so a checkpoint rebuilds the same network even if a preset changes later.
@@ -107,7 +107,7 @@ def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> t
     if family is None or name not in timm.list_models():
         raise ConfigError(
             f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or a timm name of a supported family "
-            "(swin_*, swinv2_*, vit_*, deit_*, deit3_*; see timm.list_models())"
+            "(swin_*, swinv2_*, vit_*, deit_*, deit3_*, eva02_*; see timm.list_models())"
         )
     return name, overrides
 
