@@ -17,7 +17,13 @@ the timed rounds then run with a normal, heap-reusing allocator (exact mode cost
 
 Last, the whole ``xaiseg benchmark`` pipeline (built-in phantom, shipped classifier) runs on
 ``--pipeline-slices`` slices and prints images/s with the time per stage (loading,
-preprocessing, classifier forward, attribution, metrics, storage, figures).
+preprocessing, classifier forward, attribution, metrics, storage, figures). ``--pipeline``
+times only that, on ``--pipeline-data DIR`` or a phantom written at ``--pipeline-size N``, and
+``--pipeline-checkout DIR`` (repeatable) runs other source trees side by side with the installed
+one (interleaved), printing each one's stage times and whether its summary.csv is identical:
+
+    git worktree add /tmp/old <commit>
+    python benchmarks/speed.py --pipeline --pipeline-size 512 --pipeline-checkout /tmp/old --threads 1
 """
 from __future__ import annotations
 
@@ -182,33 +188,65 @@ def gradient_floor(model: torch.nn.Module, stages: tuple[int, ...], target: int)
 
 
 # ------------------------------------------------------------------------------------ pipeline
-def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: int | None) -> dict:
-    """The whole ``xaiseg benchmark`` on its built-in phantom with the shipped classifier, run as
-    a user runs it (``python -m xaiseg benchmark``, in a fresh process), restricted to
-    ``n_slices`` slices; returns run.json's ``timing`` (seconds per stage: load, preprocess,
-    classify, attribution, metrics, store, figures, ...)."""
+def pipeline(device: torch.device, methods: list[str], n_slices: int, threads: int | None,
+             data: str | None = None, checkout: str | None = None) -> dict:
+    """The whole ``xaiseg benchmark`` run as a user runs it (``python -m xaiseg benchmark``, in a
+    fresh process) on ``data`` (default: the built-in phantom) with the shipped classifier,
+    restricted to ``n_slices`` slices (0: all); ``checkout``: a source tree to run instead of
+    the installed xaiseg (an older commit, for old-against-new). Returns run.json's ``timing``
+    (seconds per stage: load, preprocess, classify, attribution, metrics, store, figures, ...)."""
     import subprocess
     import tempfile
 
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    if checkout:
+        root = os.path.abspath(checkout)
+        env["PYTHONPATH"] = os.pathsep.join([root, os.path.join(root, "plugins"), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
-        cmd = [sys.executable, "-m", "xaiseg", "benchmark", "--out", out, "--limit", str(n_slices),
-               "--methods", ",".join(methods), "--device", str(device)]
+        cmd = [sys.executable, "-m", "xaiseg", "benchmark", "--out", out, "--methods", ",".join(methods),
+               "--device", str(device)]
+        cmd += ["--limit", str(n_slices)] if n_slices else []
+        cmd += ["--data", data] if data else []
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip().splitlines()[-1:]}")
         with open(os.path.join(out, "run.json")) as f:
             meta = json.load(f)
+        with open(os.path.join(out, "summary.csv")) as f:
+            summary = f.read()
     timing = dict(meta["timing"])
     timing["process_wall_s"] = wall  # incl. interpreter start, imports, model and data opening
     timing["methods"] = methods
     timing["model"] = meta["config"].get("model")
+    timing["data"] = data or "built-in phantom"
+    timing["checkout"] = checkout or "installed"
+    timing["summary_csv"] = summary
     return timing
+
+
+def pipelines_side_by_side(device: torch.device, methods: list[str], n_slices: int, threads: int | None,
+                           data: str | None, checkouts: list[str | None], repeats: int) -> list[dict]:
+    """:func:`pipeline` for every checkout, interleaved repeat by repeat (background load hits
+    all alike); per checkout the repeat with the median wall time."""
+    runs: dict[int, list[dict]] = {i: [] for i in range(len(checkouts))}
+    for _ in range(repeats):
+        for i, c in enumerate(checkouts):
+            runs[i].append(pipeline(device, methods, n_slices, threads, data, c))
+    return [sorted(r, key=lambda t: t["process_wall_s"])[len(r) // 2] for r in runs.values()]
+
+
+def write_pipeline_phantom(size: int, folder: str) -> str:
+    """A phantom at ``size`` px written by the installed ``xaiseg phantom`` (default subjects)."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "xaiseg", "phantom", folder, "--size", str(size)], check=True,
+                   capture_output=True)
+    return folder
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -290,12 +328,25 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                          "where the last one also measures memory; on CPU memory has a round of its own) (default 1, at least 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--pipeline-slices", type=int, default=48,
-                    help="slices of the whole `xaiseg benchmark` run on the built-in phantom, timed per stage "
-                         "(default 48; 0 = skip it)")
+                    help="slices of the whole `xaiseg benchmark` run, timed per stage (default 48; 0 = skip it, "
+                         "or with --pipeline-data/--pipeline-size: every slice the benchmark selects)")
+    ap.add_argument("--pipeline", action="store_true", help="time only the whole pipeline (skip the per-method table)")
+    ap.add_argument("--pipeline-data", default=None, help="data folder for the pipeline run (default: the built-in phantom)")
+    ap.add_argument("--pipeline-size", type=int, default=None,
+                    help="write a phantom of this size (px, default subjects) to a temporary folder and run on it")
+    ap.add_argument("--pipeline-checkout", action="append", default=[], metavar="DIR",
+                    help="a source tree (e.g. `git worktree add /tmp/old <commit>`) timed side by side with the "
+                         "installed xaiseg; repeatable")
+    ap.add_argument("--pipeline-repeats", type=int, default=1, help="interleaved pipeline runs per checkout (median)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here ('-' = stdout)")
     args = ap.parse_args(argv)
-    if 0 < args.pipeline_slices < 20:  # fewer leave too few positive subjects for the 5 threshold folds
+    custom = args.pipeline_data or args.pipeline_size
+    if 0 < args.pipeline_slices < 20 and not custom:  # fewer leave too few positive subjects for the 5 threshold folds
         ap.error("--pipeline-slices must be 0 (skip) or at least 20")
+    if args.pipeline_data and args.pipeline_size:
+        ap.error("--pipeline-data and --pipeline-size are two sources of data; give one")
+    if args.pipeline and args.pipeline_slices == 0 and not custom:
+        ap.error("--pipeline with --pipeline-slices 0 times nothing")
     return args
 
 
@@ -359,14 +410,64 @@ def _print_rows(rows: list[Row], batches: list[int], gpu: bool) -> None:
             print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
 
 
-def _print_pipeline(pipe: dict) -> None:
-    print(f"\nwhole pipeline: xaiseg benchmark, built-in phantom, {pipe['model']} classifier, "
-          f"{len(pipe['methods'])} methods, {pipe['slices']} slices")
-    print(f"  {pipe['slices_per_s']:.2f} slices/s ({pipe['maps_per_s']:.1f} maps/s) over {pipe['elapsed_s']:.1f} s; "
-          f"{pipe['process_wall_s']:.1f} s with interpreter start and imports")
-    print(f"  {'stage':<14}{'s':>8}{'share':>8}")
-    for stage, sec in sorted(pipe["stage_s"].items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<14}{sec:8.2f}{100 * pipe['stage_share'][stage]:7.1f}%")
+def _numbers(summary_csv: str) -> list[dict]:
+    """summary.csv without its timing column (the only one that may differ between equal runs)."""
+    import csv
+    import io
+
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(io.StringIO(summary_csv))]
+
+
+def _print_pipelines(pipes: list[dict]) -> None:
+    """One column per checkout: wall time, throughput and seconds (share) per stage."""
+    first = pipes[0]
+    print(f"\nwhole pipeline: xaiseg benchmark on {first['data']}, {first['model']} classifier, "
+          f"{len(first['methods'])} methods, {first['slices']} slices")
+    names = [p["checkout"] for p in pipes]
+    print(f"  {'':<18}" + "".join(f"{n[-24:]:>26}" for n in names))
+    print(f"  {'process wall s':<18}" + "".join(f"{p['process_wall_s']:>26.1f}" for p in pipes))
+    print(f"  {'run elapsed s':<18}" + "".join(f"{p['elapsed_s']:>26.1f}" for p in pipes))
+    print(f"  {'slices/s':<18}" + "".join(f"{p['slices_per_s']:>26.2f}" for p in pipes))
+    stages = sorted({k for p in pipes for k in p["stage_s"]}, key=lambda k: -first["stage_s"].get(k, 0.0))
+    for stage in stages:
+        cells = "".join(f"{p['stage_s'].get(stage, 0.0):>17.2f} ({100 * p['stage_share'].get(stage, 0.0):4.1f} %)"
+                        for p in pipes)
+        print(f"  {stage:<18}{cells}")
+    attr = [100 * (p["stage_share"].get("attribution", 0.0) + p["stage_share"].get("classify", 0.0)) for p in pipes]
+    print(f"  {'attr.+classify':<18}" + "".join(f"{a:>24.1f} %" for a in attr))
+    for p in pipes[1:]:
+        same = "identical" if _numbers(p["summary_csv"]) == _numbers(first["summary_csv"]) else "DIFFERENT"
+        print(f"  {p['checkout']} / {first['checkout']}: wall time x{p['process_wall_s'] / first['process_wall_s']:.2f}; "
+              f"summary.csv {same}")
+
+
+def _run_pipelines(args: argparse.Namespace, device: torch.device, methods: list[str]) -> list[dict]:
+    import tempfile
+
+    checkouts = [None, *args.pipeline_checkout]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.pipeline_data or (write_pipeline_phantom(args.pipeline_size, os.path.join(tmp, "ph"))
+                                      if args.pipeline_size else None)
+        n = args.pipeline_slices if not data or args.pipeline_slices != 48 else 0  # a given data set: all its slices
+        pipes = pipelines_side_by_side(device, methods, n, args.threads, data, checkouts, args.pipeline_repeats)
+    _print_pipelines(pipes)
+    return pipes
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if not path:
+        return
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def _pipeline_only(args: argparse.Namespace, device: torch.device, methods: list[str]) -> int:
+    _write_json(args.json_path, {"pipeline": _run_pipelines(args, device, methods)})
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = False  # measure the float32 model as the user gets it
 
+    if args.pipeline:
+        return _pipeline_only(args, device, methods)
     model = build_model(args.model, device)
     adapter = xaiseg.get_adapter(model)
     hgi_stages = tuple(range(min(3, len(adapter.stages))))
@@ -406,16 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}  input {h}x{w}  device {info['device']}  repeats {repeats} (median)")
     _print_rows(rows, batches, gpu)
     pipe = None
-    if args.pipeline_slices > 0:
-        pipe = pipeline(device, [m for m in methods if m in configs], args.pipeline_slices, args.threads)
-        _print_pipeline(pipe)
-    if args.json_path:
-        payload = json.dumps({"info": info, "rows": [asdict(r) for r in rows], "pipeline": pipe}, indent=2)
-        if args.json_path == "-":
-            print(payload)
-        else:
-            with open(args.json_path, "w") as f:
-                f.write(payload)
+    if args.pipeline_slices > 0 or args.pipeline_data or args.pipeline_size:
+        pipe = _run_pipelines(args, device, [m for m in methods if m in configs])
+    _write_json(args.json_path, {"info": info, "rows": [asdict(r) for r in rows], "pipeline": pipe})
     return 0
 
 

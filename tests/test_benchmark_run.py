@@ -314,3 +314,29 @@ def test_stage_clock_accumulates_per_stage(monkeypatch):
     assert rep["slices_per_s"] == 2.0 and rep["maps_per_s"] == 4.0
     line = timing_mod.format_timing(rep)
     assert line.startswith("12 slices in 6.0 s (2.00 slices/s, 4.0 maps/s): load 75%, other 21%, attribution 4%")
+
+
+def test_the_automatic_brain_mask_is_computed_once_per_slice(assets, tmp_path, monkeypatch):
+    """The scores pass reuses the maps pass's brain masks (cache/brain@): one computation per
+    slice and run, and the same scores as a run that computes them again in the scores pass."""
+    import shutil
+
+    from xaiseg.benchmark import inputs
+    from xaiseg.benchmark.store import RunStore
+
+    data = tmp_path / "no-brain-masks"
+    shutil.copytree(assets[0], data)
+    shutil.rmtree(data / "brain_masks")  # the loader then gives no brain: the automatic mask is used
+    calls = []
+    real = inputs._auto_brain
+    monkeypatch.setattr(inputs, "_auto_brain", lambda hu, sp: calls.append(1) or real(hu, sp))
+    cached = _run((data, assets[1]), tmp_path / "cached", keep_cache=True)
+    n = len({r["slice_id"] for r in _csv(tmp_path / "cached" / "slices.csv")})
+    assert len(calls) == n and sorted((tmp_path / "cached" / "cache" / "brain@").iterdir())
+    calls.clear()
+    monkeypatch.setattr(RunStore, "load_brains", lambda self, b, k: None)  # recompute in the scores pass
+    _run((data, assets[1]), tmp_path / "again")
+    assert len(calls) == 2 * n
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "map_seconds"} for r in rows]  # noqa: E731
+    assert strip(_csv(tmp_path / "cached" / "slices.csv")) == strip(_csv(tmp_path / "again" / "slices.csv"))
+    assert cached.summary["methods"]["hgi-sam"]["metrics"]["dice"]["n"] > 0

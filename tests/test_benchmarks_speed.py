@@ -18,7 +18,7 @@ def test_speed_script_runs_on_a_tiny_model(tmp_path):
     cmd = [
         sys.executable, str(ROOT / "tests" / "_speed_tiny.py"), "--batch-sizes", "1,2", "--repeats", "1",
         "--methods", "hgi-sam,swin-sam,no-such-method", "--json", str(out), "--device", "cpu",
-        "--pipeline-slices", "20",
+        "--pipeline-slices", "20", "--pipeline-checkout", str(ROOT),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -34,13 +34,16 @@ def test_speed_script_runs_on_a_tiny_model(tmp_path):
             assert r["ratio_to_floor"] == pytest.approx(r["seconds_per_image"] / rows["floor"]["seconds_per_image"])
             assert r["ratio_to_forward"] == pytest.approx(r["seconds_per_image"] / rows["forward"]["seconds_per_image"])
     assert "hgi-sam" in res.stdout and "x floor" in res.stdout
-    # the whole pipeline on 20 slices of the built-in phantom, with the methods that exist
-    pipe = data["pipeline"]
-    assert pipe["slices"] == 20 and pipe["methods"] == ["hgi-sam", "swin-sam"]
-    assert {"load", "preprocess", "classify", "attribution", "metrics"} <= set(pipe["stage_s"])
-    assert abs(sum(pipe["stage_s"].values()) - pipe["elapsed_s"]) < 1e-6
-    assert pipe["process_wall_s"] >= pipe["elapsed_s"] > 0
+    # the whole pipeline on 20 slices of the built-in phantom, with the methods that exist, for the
+    # installed xaiseg and a source tree beside it (this one: the same numbers)
+    assert [p["checkout"] for p in data["pipeline"]] == ["installed", str(ROOT)]
+    for pipe in data["pipeline"]:
+        assert pipe["slices"] == 20 and pipe["methods"] == ["hgi-sam", "swin-sam"]
+        assert {"load", "preprocess", "classify", "attribution", "metrics"} <= set(pipe["stage_s"])
+        assert abs(sum(pipe["stage_s"].values()) - pipe["elapsed_s"]) < 1e-6
+        assert pipe["process_wall_s"] >= pipe["elapsed_s"] > 0
     assert "whole pipeline" in res.stdout and "attribution" in res.stdout
+    assert "summary.csv identical" in res.stdout
 
 
 def test_cpu_peak_memory_sees_every_call():

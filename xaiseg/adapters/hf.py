@@ -66,6 +66,13 @@ class _FromConfig:
     def num_classes(self) -> int:
         return int(self.cfg.num_labels)
 
+    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict of the bare Hugging Face model (``vit.…``, ``swin.…``, as
+        ``save_pretrained`` writes it) gets the wrapper's ``net.`` prefix."""
+        if state and not all(k.startswith("net.") for k in state):
+            return {k if k.startswith("net.") else "net." + k: v for k, v in state.items()}
+        return state
+
     def read_attention(self, block: BlockInfo, args: tuple, out: Any) -> tuple[None, torch.Tensor]:
         weights = out[1] if isinstance(out, tuple) and len(out) > 1 else None
         if weights is None:

@@ -154,8 +154,13 @@ class SliceLoader:
         self.brain_mode = brain_mode  # "auto" or "none"
         self.clock = clock
 
-    def load(self, sid: int) -> tuple[torch.Tensor, SliceTruth, dict]:
-        """(model input before normalisation, the slice's truth on its own grid, the raw item)."""
+    def load(self, sid: int, brain: np.ndarray | None = None,
+             model_input: bool = True) -> tuple[torch.Tensor | None, SliceTruth, dict]:
+        """(model input before normalisation, the slice's truth on its own grid, the raw item).
+
+        ``brain``: the slice's brain mask as the maps pass made it (then it is not computed
+        again); ``model_input=False``: only what scoring needs (no windowing or resizing; the
+        first element is None)."""
         with self.clock("load"):
             item = self.ds[sid]
             check_item(item, f"{item.get('source') or 'item'} slice {item.get('slice', sid)}")  # NaN, bad spacing
@@ -163,14 +168,19 @@ class SliceLoader:
             # data sets without masks (RSNA) still give detection metrics; their slices score as unmasked
             gt = np.asarray(item["mask"]) > 0 if item.get("mask") is not None else np.zeros(hu.shape, bool)
         with self.clock("preprocess"):
-            brain = None
-            if self.brain_mode != "none":
+            if self.brain_mode == "none":
+                brain = None
+            elif brain is None:
                 brain = item.get("brain")
                 if brain is None:
                     brain = _auto_brain(hu, item["spacing"])
                 brain = np.asarray(brain) > 0
-            image, _m, _b, geometry = self.pre(hu)
-            x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+            x = None
+            if model_input:
+                image, _m, _b, geometry = self.pre(hu)
+                x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+            else:
+                geometry = self.pre.geometry(hu.shape)
         spacing = tuple(float(s) for s in item["spacing"])
         return x, SliceTruth(gt=gt, spacing=spacing, brain=brain, geometry=geometry), item
 

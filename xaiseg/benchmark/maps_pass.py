@@ -77,6 +77,8 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             if not missing:
                 continue
             loaded = [ctx.slices.load(sid) for sid in ids]
+            with ctx.clock("store"):
+                journal.store.write_brains(b, [s[1].brain for s in loaded])
             batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)
             for producer in missing:
                 _unit(ctx, producer, b, ids, loaded, batch, probs.get(id(producer.classifier)), journal)

@@ -104,7 +104,10 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
 
         nifti = MapVolumes(maps_dir, methods)
     for b, ids in enumerate(progress_bar(selection.batches, desc="scores", unit="batch", enabled=progress)):
-        loaded = [slices.load(sid) for sid in ids]
+        with clock("store"):
+            brains = store.load_brains(b, len(ids))
+        # the maps pass's brain masks; the model input is not needed here
+        loaded = [slices.load(sid, None if brains is None else brains[j], model_input=False) for j, sid in enumerate(ids)]
         for m in methods:
             with clock("store"):
                 q = store.load_unit(m, b, "maps")

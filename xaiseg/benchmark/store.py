@@ -21,7 +21,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -91,6 +91,35 @@ class RunStore:
             fh.write(buf.getvalue())
             fh.flush()
             os.fsync(fh.fileno())
+
+    # The brain masks the maps pass used, so the scores pass need not compute them again (the
+    # automatic mask is a third of a 512² run). "@" never occurs in a safe_name: no method's folder.
+    BRAIN_DIR = "brain@"
+
+    def brain_file(self, batch: int) -> Path:
+        return self.cache / self.BRAIN_DIR / f"batch-{batch:06d}.npz"
+
+    def write_brains(self, batch: int, masks: Sequence[np.ndarray | None]) -> None:
+        """Bit-packed brain masks of one batch's slices (None: brain masking is off)."""
+        if all(m is None for m in masks):
+            return
+        arrays: dict[str, np.ndarray] = {}
+        for i, m in enumerate(masks):
+            arrays[f"bits{i}"], arrays[f"shape{i}"] = np.packbits(np.asarray(m, bool)), np.asarray(np.shape(m))
+        save_npz(self.brain_file(batch), **arrays)
+
+    def load_brains(self, batch: int, n: int) -> list[np.ndarray] | None:
+        """The batch's brain masks as the maps pass stored them, or None if it stored none (an
+        older run, or brain masking off)."""
+        path = self.brain_file(batch)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                return [np.unpackbits(z[f"bits{i}"], count=int(np.prod(z[f"shape{i}"]))).reshape(tuple(z[f"shape{i}"]))
+                        .astype(bool) for i in range(n)]
+        except (OSError, ValueError, KeyError):  # a damaged cache file: compute the masks again
+            return None
 
     def load_unit(self, method: str, batch: int, key: str) -> np.ndarray:
         """One array (``maps`` or ``curves``) of a cached unit."""

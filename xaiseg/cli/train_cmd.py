@@ -27,7 +27,7 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="Data set folder, or 'phantom': fresh phantom slices rendered every step (use ./phantom for a folder of that name).")
 @click.option("--layout", type=click.Choice(["auto", "physionet", "rsna", "folder", "phantom"]), default="auto",
               help="Layout of the --data folder ('phantom' = a data set written by `xaiseg phantom`, PhysioNet layout).")
-@click.option("--model", default=None, help="Preset (tiny, small, paper, vit-tiny) or a timm swin_*, swinv2_*, vit_*, deit_*, deit3_* or eva02_* name; "
+@click.option("--model", default=None, help="Preset (tiny, small, paper, vit-tiny, hf-vit-tiny, hf-swin-tiny), hf-vit / hf-swin (the [hf] extra) or a timm swin_*, swinv2_*, vit_*, deit_*, deit3_* or eva02_* name; "
               "with --task segmentation: unet, "
               "swin-unetr, unet-paper, swin-unetr-paper. [default: paper / unet-paper on CUDA, tiny / unet on CPU]")
 @click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")

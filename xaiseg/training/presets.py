@@ -66,6 +66,21 @@ PRESETS: dict[str, Preset] = {
         dict(img_size=128, patch_size=8, embed_dim=64, depth=4, num_heads=4, drop_path_rate=0.0),
         "CPU-sized ViT: 128 px, patch 8 (16×16 tokens + class token), embed 64, depth 4, 4 heads (~0.2 M parameters)",
     ),
+    # Hugging Face (the [hf] extra), built from a config: the same sizes as vit-tiny and tiny.
+    "hf-vit-tiny": Preset(
+        "hf-vit-tiny",
+        "hf:ViTForImageClassification",
+        dict(image_size=128, patch_size=8, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+             intermediate_size=256),
+        "CPU-sized Hugging Face ViT (transformers): as vit-tiny",
+    ),
+    "hf-swin-tiny": Preset(
+        "hf-swin-tiny",
+        "hf:SwinForImageClassification",
+        dict(image_size=128, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+             drop_path_rate=0.0),
+        "CPU-sized Hugging Face Swin (transformers): as tiny",
+    ),
 }
 
 
@@ -90,6 +105,13 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
 
 
+def image_size_key(model_name: str) -> str:
+    """The constructor argument that sets the input size: timm's ``img_size``, Hugging Face's ``image_size``."""
+    from .hf_models import is_hf_name
+
+    return "image_size" if is_hf_name(model_name) else "img_size"
+
+
 def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """Turn a preset or timm name plus overrides into ``(timm_name, kwargs)``.
 
@@ -101,13 +123,18 @@ def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> t
     if name in PRESETS:
         p = PRESETS[name]
         return p.timm_name, {**dict(p.kwargs), **overrides}
+    from .hf_models import canonical, is_hf_name
+
+    if is_hf_name(name):
+        return canonical(name), overrides
     from ..adapters import adapter_for_name
 
     family = adapter_for_name(name)
     if family is None or name not in timm.list_models():
         raise ConfigError(
             f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or a timm name of a supported family "
-            "(swin_*, swinv2_*, vit_*, deit_*, deit3_*, eva02_*; see timm.list_models())"
+            "(swin_*, swinv2_*, vit_*, deit_*, deit3_*, eva02_*; see timm.list_models()) or a Hugging Face "
+            "family (hf-vit, hf-swin; pip install \"xaiseg[hf]\")"
         )
     return name, overrides
 
@@ -118,6 +145,13 @@ def build_model(
     """Create the timm classifier; turns timm's constructor errors into one-line ConfigErrors."""
     import timm
 
+    from .hf_models import build_hf, is_hf_name
+
+    if is_hf_name(timm_name):
+        if pretrained:
+            raise ConfigError(f"{timm_name} is built from a config; --pretrained loads timm hub weights only "
+                              "(fine-tune Hugging Face weights with --init STATE_DICT)")
+        return build_hf(timm_name, kwargs, num_classes, in_chans)
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
     kw.pop("num_classes", None)
     kw.pop("in_chans", None)
@@ -138,7 +172,12 @@ def build_model(
 
 
 def model_input_size(model: nn.Module) -> int:
-    """The square input size a timm Swin or ViT was built for."""
+    """The square input size a timm Swin or ViT (or a wrapped Hugging Face model) was built for."""
+    from .hf_models import hf_input_size
+
+    hf = hf_input_size(model)
+    if hf is not None:
+        return hf
     size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if size is None:
         raise ConfigError(f"{type(model).__name__} has no patch_embed.img_size; xaiseg trains timm Swin and ViT models")

@@ -37,7 +37,8 @@ from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
-from .presets import PRESETS, build_model, default_model_name, default_resize, model_input_size, resolve_model
+from .presets import (PRESETS, build_model, default_model_name, default_resize, image_size_key, model_input_size,
+                      resolve_model)
 
 # What a run started before an option existed did instead of that option's default.
 _BEFORE_ADDED = {"select": "val-loss"}
@@ -205,7 +206,7 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     model_name = cfg.model or default_model_name(device.type)
     timm_name, kwargs = resolve_model(model_name, cfg.model_kwargs)
     if cfg.image_size:
-        kwargs["img_size"] = int(cfg.image_size)
+        kwargs[image_size_key(timm_name)] = int(cfg.image_size)
     class_names, target_index = task_classes(cfg.task)
     windows = tuple(tuple(float(v) for v in w) for w in (cfg.windows or DEFAULT_WINDOWS))
     torch.manual_seed(cfg.seed)
@@ -214,7 +215,9 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     input_size = model_input_size(model)
     n_params = sum(p.numel() for p in model.parameters())
     how = "" if cfg.model else f" (default on {device.type}: {'paper' if device.type == 'cuda' else 'tiny'}; pass --model to choose)"
-    log(f"model: {model_name}{how} -> timm {timm_name} {kwargs}, {n_params / 1e6:.2f} M parameters, input {input_size} px")
+    lib = "transformers" if timm_name.startswith("hf:") else "timm"
+    log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
+        f"input {input_size} px")
     log(f"device: {device}, torch threads: {torch.get_num_threads()}, task: {cfg.task} ({len(class_names)} logits)")
     if cfg.init and not cfg.resume:
         skipped = init_from(model, cfg.init)
