@@ -234,3 +234,21 @@ def test_an_untrained_swin_v2_says_why_its_gradient_maps_are_empty():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ZeroGradientWarning)
         xaiseg.get_method("hgi-sam")(tiny_swinv2()).attribute(torch.randn(2, 3, 64, 64), target=1)
+
+
+def test_minmax_normalize_equals_a_per_image_numpy_loop_and_leaves_its_input_alone():
+    import numpy as np
+
+    torch.manual_seed(0)
+    maps = torch.randn(5, 23, 31) * torch.tensor([1.0, 1e-13, 1e5, 1.0, 1.0]).view(5, 1, 1)
+    maps[1, 2, 3] = float("nan")
+    maps[3] = 7.0  # constant
+    maps[4, 0, 0] = float("inf")
+    before = maps.clone()
+    got = xaiseg.minmax_normalize(maps)
+    assert torch.equal(torch.nan_to_num(maps), torch.nan_to_num(before))  # not modified in place
+    for i in range(5):
+        a = np.nan_to_num(before[i].numpy().astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = np.float32(a.min()), np.float32(a.max())
+        want = (a - lo) / (hi - lo) if hi - lo > 1e-6 * max(abs(hi), abs(lo)) else np.zeros_like(a)
+        np.testing.assert_array_equal(got[i].numpy(), want.astype(np.float32))

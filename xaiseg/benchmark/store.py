@@ -118,7 +118,7 @@ class RunStore:
             with np.load(path) as z:
                 return [np.unpackbits(z[f"bits{i}"], count=int(np.prod(z[f"shape{i}"]))).reshape(tuple(z[f"shape{i}"]))
                         .astype(bool) for i in range(n)]
-        except (OSError, ValueError, KeyError):  # a damaged cache file: compute the masks again
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: compute the masks again
             return None
 
     def load_unit(self, method: str, batch: int, key: str) -> np.ndarray:
