@@ -340,3 +340,36 @@ def test_the_automatic_brain_mask_is_computed_once_per_slice(assets, tmp_path, m
     strip = lambda rows: [{k: v for k, v in r.items() if k != "map_seconds"} for r in rows]  # noqa: E731
     assert strip(_csv(tmp_path / "cached" / "slices.csv")) == strip(_csv(tmp_path / "again" / "slices.csv"))
     assert cached.summary["methods"]["hgi-sam"]["metrics"]["dice"]["n"] > 0
+
+
+def test_background_loading_gives_the_same_rows_as_loading_in_the_main_thread(assets, tmp_path):
+    _run(assets, tmp_path / "w0", workers=0)
+    _run(assets, tmp_path / "w2", workers=2, batch_size=4)
+    _run(assets, tmp_path / "w0b4", workers=0, batch_size=4)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "map_seconds"} for r in rows]  # noqa: E731
+    assert strip(_csv(tmp_path / "w2" / "slices.csv")) == strip(_csv(tmp_path / "w0b4" / "slices.csv"))
+    assert _csv(tmp_path / "w0" / "slices.csv")  # and the run itself works without threads
+    meta = json.loads((tmp_path / "w2" / "run.json").read_text())
+    assert "workers" not in meta["config"]  # how a run is computed is not part of its results' key
+
+
+def test_prefetched_keeps_order_skips_and_raises_for_the_batch_that_failed():
+    from xaiseg.benchmark.prefetch import prefetched
+    from xaiseg.benchmark.timing import StageClock
+
+    seen = []
+
+    def load(b):
+        seen.append(b)
+        if b == 4:
+            raise ValueError("bad slice in batch 4")
+        return [b * 10]
+
+    for workers in (0, 1, 3):
+        seen.clear()
+        got = []
+        with pytest.raises(ValueError, match="batch 4"):
+            for b, x in prefetched(load, 6, workers, StageClock(), skip=lambda b: b == 1):
+                got.append((b, x))
+        assert got == [(0, [0]), (2, [20]), (3, [30])]
+        assert 1 not in seen

@@ -67,6 +67,9 @@ class BenchmarkConfig:
     out: str | Path | None = option(None, "Output folder (default: ./xaiseg-results/<timestamp>).", kind="path", recorded=False)
     device: str | Any = option("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...", show_default=True)
     batch_size: int = option(8, "", kind="int", show_default=True)
+    workers: int | None = option(None, "Background threads reading, brain-masking and preparing the next batches while "
+                                 "the model runs (0: none; default: 1 on a machine with two or more cores). The "
+                                 "results do not depend on it.", kind="int", recorded=False)
     resume: bool = option(False, "Continue an interrupted run in --out (same options).", kind="flag", recorded=False)
     limit: int | None = option(None, "Score only N slices, spread evenly over the data set.", kind="int")
     positives_only: bool = option(False, "Only hemorrhage-positive slices (faster; no false-positive areas).", kind="flag")
@@ -103,6 +106,8 @@ class BenchmarkConfig:
             raise ConfigError(f"--layout {self.layout!r} is not a data layout; choose one of {', '.join(LAYOUT_CHOICES)}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be 0 (load in the main thread) or more, got {self.workers}")
         if self.brain_mask not in ("auto", "none") and not Path(self.brain_mask).is_dir():
             raise ConfigError(f"--brain-mask must be auto, none or a folder of brain masks; {self.brain_mask!r} is not a folder")
         if self.seed < 0:

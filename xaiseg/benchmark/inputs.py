@@ -2,6 +2,7 @@
 the scoring need it. Opened once, before the stages run."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +149,16 @@ def preprocessing(c: Classifier | dict[str, Any]) -> dict[str, Any]:
 class SliceLoader:
     """Reads a slice once and derives what the model and the scoring need from it."""
 
-    def __init__(self, dataset: Any, preprocessor: Any, brain_mode: str, clock: StageClock) -> None:
+    def __init__(self, dataset: Any, preprocessor: Any, brain_mode: str, clock: StageClock | None) -> None:
         self.ds = dataset
         self.pre = preprocessor
         self.brain_mode = brain_mode  # "auto" or "none"
-        self.clock = clock
+        self.clock = clock if clock is not None else _untimed
+
+    def untimed(self) -> "SliceLoader":
+        """The same loader without a clock, for background threads (the stage clock is the main
+        thread's: it charges the time the main thread waits, see prefetch.py)."""
+        return SliceLoader(self.ds, self.pre, self.brain_mode, None)
 
     def load(self, sid: int, brain: np.ndarray | None = None,
              model_input: bool = True) -> tuple[torch.Tensor | None, SliceTruth, dict]:
@@ -183,6 +189,10 @@ class SliceLoader:
                 geometry = self.pre.geometry(hu.shape)
         spacing = tuple(float(s) for s in item["spacing"])
         return x, SliceTruth(gt=gt, spacing=spacing, brain=brain, geometry=geometry), item
+
+
+def _untimed(_stage: str) -> Any:
+    return nullcontext()
 
 
 def _auto_brain(hu: np.ndarray, spacing: Any) -> np.ndarray:

@@ -21,6 +21,7 @@ from ..errors import OutputError, XaisegError
 from ..metrics import Metric
 from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
 from .inputs import Classifier, SliceLoader
+from .prefetch import prefetched
 from .journal import Journal
 from .producers import MapBatch, MapProducer
 from .select import Selection, labels_of, record_field
@@ -40,6 +41,7 @@ class MapsContext:
     device: torch.device
     clock: StageClock
     progress: bool = True
+    workers: int = 0  # background threads loading the next batches (prefetch.py)
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     bar = progress_bar(total=len(fresh), desc="maps", unit="unit", enabled=ctx.progress)
     out_dir = journal.out_dir
     try:
-        for b, ids in enumerate(batches):
+        complete = lambda b: all((p.label, b) in done for p in producers)  # noqa: E731
+        loader = ctx.slices.untimed() if ctx.workers else ctx.slices
+        load_batch = lambda b: [loader.load(sid) for sid in batches[b]]  # noqa: E731
+        for b, loaded in prefetched(load_batch, len(batches), ctx.workers, ctx.clock, skip=complete):
+            ids = batches[b]
             missing = [p for p in producers if (p.label, b) not in done]
-            if not missing:
-                continue
-            loaded = [ctx.slices.load(sid) for sid in ids]
             with ctx.clock("store"):
                 journal.store.write_brains(b, [s[1].brain for s in loaded])
             batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)

@@ -35,6 +35,7 @@ from ..training.checkpoint import resolve_device
 from ..training.verdict import maps_warning
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
+from .prefetch import default_workers
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
 from .maps_pass import MapsContext, MapsPassResult, maps_pass, slice_columns
 from .producers import attribution_producers
@@ -143,7 +144,9 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
 
     slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
                          "none" if cfg.brain_mask == "none" else "auto", clock)
-    ctx = MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    ctx = MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress,
+                      workers)
     maps = maps_pass(ctx, producers, journal, _after_unit)
     by_key = read_rows(store, labels, selection.slice_ids)
     curves = collect_curves(store, selection, labels, by_key)
@@ -151,7 +154,7 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress, probability_rows=probability_rows)
+                         progress=cfg.progress, probability_rows=probability_rows, workers=workers)
     checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
                   labels, checkpoint_of, frozenset(p.label for p in producers if p.classifier is None))

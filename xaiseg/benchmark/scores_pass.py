@@ -19,6 +19,7 @@ from ..metrics import Metric
 from ..thresholds import ThresholdStrategy
 from .evaluate import evaluation_map, thresholded_scores
 from .inputs import SliceLoader
+from .prefetch import prefetched
 from .select import Selection
 from .store import RunStore
 from .timing import StageClock
@@ -89,10 +90,23 @@ def sample_positive(by_key: dict, method: str, slice_ids: list[int], n: int) -> 
     return {pos[i] for i in pick}
 
 
+def _truth_loader(store: RunStore, slices: SliceLoader, selection: Selection, workers: int):
+    """A batch as scoring needs it: each slice's mask and spacing read again, its brain mask from
+    the maps pass's cache (computed again only where the cache has none), no model input."""
+    loader = slices.untimed() if workers else slices
+
+    def load_batch(b: int) -> list:
+        ids = selection.batches[b]
+        brains = store.load_brains(b, len(ids))
+        return [loader.load(sid, None if brains is None else brains[j], model_input=False) for j, sid in enumerate(ids)]
+
+    return load_batch
+
+
 def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, methods: Sequence[str], by_key: dict,
                 strategy: ThresholdStrategy, thresholds: FoldThresholds, metrics: Sequence[Metric], clock: StageClock, *,
                 montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True,
-                probability_rows: frozenset[str] = frozenset()) -> ScoresPassResult:
+                probability_rows: frozenset[str] = frozenset(), workers: int = 0) -> ScoresPassResult:
     """Threshold every cached map, score it, and rewrite slices.csv complete (the report reads
     it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there.
     ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised)."""
@@ -103,11 +117,10 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
         from .nifti_maps import MapVolumes
 
         nifti = MapVolumes(maps_dir, methods)
-    for b, ids in enumerate(progress_bar(selection.batches, desc="scores", unit="batch", enabled=progress)):
-        with clock("store"):
-            brains = store.load_brains(b, len(ids))
-        # the maps pass's brain masks; the model input is not needed here
-        loaded = [slices.load(sid, None if brains is None else brains[j], model_input=False) for j, sid in enumerate(ids)]
+    bar = progress_bar(total=len(selection.batches), desc="scores", unit="batch", enabled=progress)
+    for b, loaded in prefetched(_truth_loader(store, slices, selection, workers), len(selection.batches), workers, clock):
+        bar.update(1)
+        ids = selection.batches[b]
         for m in methods:
             with clock("store"):
                 q = store.load_unit(m, b, "maps")
@@ -127,6 +140,7 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
                 if nifti is not None:
                     with clock("maps"):
                         nifti.add(m, item, sal)
+    bar.close()
     with clock("store"):
         store.rewrite([by_key[(m, s)] for m in methods for s in selection.slice_ids])
     written = None

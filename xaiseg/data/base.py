@@ -14,6 +14,7 @@ the slice lazily and returns a dict (see docs/data.md):
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -116,16 +117,25 @@ class LRUCache:
     def __init__(self, maxsize: int = 4):
         self.maxsize = max(1, int(maxsize))
         self._d: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()  # the benchmark's loader threads share one data set
 
     def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        if key in self._d:
-            self._d.move_to_end(key)
-            return self._d[key]
-        value = load()
-        self._d[key] = value
-        while len(self._d) > self.maxsize:
-            self._d.popitem(last=False)
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        value = load()  # outside the lock: two threads may both decode a volume, never block each other
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.maxsize:
+                self._d.popitem(last=False)
         return value
+
+    def __getstate__(self) -> dict:
+        return {"maxsize": self.maxsize}  # a copy for another process starts empty (a lock cannot be pickled)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["maxsize"])
 
     def __len__(self) -> int:
         return len(self._d)
