@@ -30,7 +30,7 @@ def tiny_set(tmp_path_factory):
 
 def _cfg(out, data, model, kwargs, **kw) -> TrainConfig:
     base = dict(out=str(out), data=str(data), layout="physionet", model=model, model_kwargs=dict(kwargs), epochs=1,
-                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0,
+                batch_size=4, lr=1e-3, val_fraction=0.25, seed=0, device="cpu", progress=False, patience=0, workers=0,
                 train_on="disk")
     base.update(kw)
     return TrainConfig(**base)

@@ -113,3 +113,26 @@ def test_tiny_preset_has_hgi_sam_block_pairs():
     assert len(stages) >= 3
     for st in stages[:3]:
         assert len(st.blocks) >= 2 and not st.blocks[0].shifted and st.blocks[1].shifted
+
+
+def test_volume_buffered_keeps_the_draws_and_visits_each_volume_in_one_stretch():
+    from xaiseg.training.sources import volume_buffered
+
+    subject_of = [f"s{i // 6}" for i in range(60)]  # 10 subjects x 6 slices
+    w = np.ones(60) / 60
+    for order in (epoch_order(60, 2, 0), epoch_order(60, 2, 0, w)):
+        got = volume_buffered(order, subject_of, buffer=3, epoch=2, seed=0)
+        assert sorted(got.tolist()) == sorted(order.tolist())  # the same multiset of draws
+        subjects = [subject_of[p] for p in got]
+        # once a subject's draws start, they all come within its group of 3 subjects: with the
+        # data set's cache of 3 volumes, every volume is decoded once per epoch
+        cache, decodes = [], 0
+        for s in subjects:
+            if s not in cache:
+                decodes += 1
+                cache = (cache + [s])[-3:]
+        assert decodes == len(set(subjects))
+        assert len({subjects[i] for i in range(min(18, len(subjects)))}) > 1  # batches mix subjects
+    again = volume_buffered(epoch_order(60, 2, 0), subject_of, 3, 2, 0)
+    assert (again == volume_buffered(epoch_order(60, 2, 0), subject_of, 3, 2, 0)).all()  # seeded
+    assert not (again == volume_buffered(epoch_order(60, 3, 0), subject_of, 3, 3, 0)).all()

@@ -8,7 +8,6 @@ is not charged again: the stages keep summing to the run's wall time).
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, TypeVar
@@ -16,11 +15,6 @@ from typing import Callable, Iterator, TypeVar
 from .timing import StageClock
 
 T = TypeVar("T")
-
-
-def default_workers() -> int:
-    """One background thread where there is a second core; none on a single core."""
-    return 1 if (os.cpu_count() or 1) > 1 else 0
 
 
 def prefetched(load_batch: Callable[[int], T], n_batches: int, workers: int, clock: StageClock,

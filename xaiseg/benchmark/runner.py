@@ -35,7 +35,7 @@ from ..training.checkpoint import resolve_device
 from ..training.verdict import maps_warning
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
-from .prefetch import default_workers
+from ..workers import default_workers
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
 from .maps_pass import MapsContext, MapsPassResult, maps_pass, slice_columns
 from .producers import attribution_producers

@@ -50,7 +50,8 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--windows", default=None, help="CT windows 'centre,width;...' in HU. [default: 40,120;80,200;600,2800]")
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-@click.option("--workers", type=int, default=0, help="Data loader worker processes.")
+@click.option("--workers", type=int, default=None, help="Data-loader worker processes that decode, window and render "
+              "slices ahead of the model (0: in the main process). [default: 1 on two or more cores]")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
 @click.option("--pretrained/--no-pretrained", default=False, help="Start from timm hub weights (needs network).")
 @click.option("--init", "init", default=None, type=click.Path(exists=True), help="Fine-tune from a checkpoint dir or a timm/PyTorch state dict.")

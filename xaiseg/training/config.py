@@ -38,7 +38,7 @@ class TrainConfig:
     windows: tuple[tuple[float, float], ...] | None = None  # None: DEFAULT_WINDOWS
     seed: int = 0
     device: str = "auto"
-    workers: int = 0
+    workers: int | None = None  # data-loader processes; None: xaiseg.workers.default_workers()
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     pretrained: bool = False
     init: str | None = None
@@ -126,7 +126,7 @@ class TrainConfig:
             bad(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.select not in SELECTIONS:
             bad(f"unknown --select {self.select!r}: use {', '.join(SELECTIONS)}")
-        if self.patience < 0 or self.workers < 0:
+        if self.patience < 0 or (self.workers is not None and self.workers < 0):
             bad("--patience and --workers must be >= 0")
         if self.focal_gamma < 0:
             bad(f"--focal-gamma must be >= 0, got {self.focal_gamma}")

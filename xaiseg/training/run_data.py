@@ -99,7 +99,8 @@ def _known_records(cfg: Any, ds: Any, log: Callable[[str], None]) -> tuple[list,
 
 def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curriculum, loader_kw: dict,
               log: Callable[[str], None]) -> RunData:
-    from .sources import EpochSampler, SliceDataset, balanced_weights, epoch_order, open_training_data, subject_split
+    from .sources import (EpochSampler, SliceDataset, balanced_weights, epoch_order, open_training_data, subject_split,
+                          volume_buffered)
 
     ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)
     skipped = list(getattr(ds, "skipped", []))
@@ -117,8 +118,12 @@ def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curricul
     weights = balanced_weights(any_tr) if cfg.balanced else None
     steps_per_epoch = -(-len(tr_idx) // cfg.batch_size)
 
+    subject_of = [str(records[i].subject) for i in tr_idx]
+    buffer = getattr(getattr(ds, "_cache", None), "maxsize", 4)  # volumes the data set's cache holds
+
     def train_batches(epoch: int):
-        sampler = EpochSampler(epoch_order(len(tr_idx), epoch, cfg.seed, weights), epoch, cfg.batch_size)
+        order = volume_buffered(epoch_order(len(tr_idx), epoch, cfg.seed, weights), subject_of, buffer, epoch, cfg.seed)
+        sampler = EpochSampler(order, epoch, cfg.batch_size)
         return torch.utils.data.DataLoader(tr_ds, batch_sampler=sampler, **loader_kw)
 
     def val_batches():

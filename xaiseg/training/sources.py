@@ -165,6 +165,27 @@ def epoch_order(n: int, epoch: int, seed: int, weights: np.ndarray | None = None
     return rng.choice(n, size=n, replace=True, p=weights)
 
 
+def volume_buffered(order: np.ndarray, subject_of: Sequence[str], buffer: int, epoch: int, seed: int) -> np.ndarray:
+    """The same draws as ``order``, reordered so a volume is decoded once per epoch: subjects in a
+    random order, taken ``buffer`` at a time, the draws of each group of subjects shuffled together.
+
+    Why: a slice's volume is decoded whole (NIfTI), and a global shuffle visits every volume
+    once per slice, far more often than a small volume cache can hold them; shuffling within a
+    buffer of ``buffer`` volumes (at most what the data set's cache keeps) mixes subjects in every
+    batch and decodes each once."""
+    rng = _rng(seed, 5, epoch)
+    by_subject: dict[str, list[int]] = {}
+    for p in order:
+        by_subject.setdefault(str(subject_of[int(p)]), []).append(int(p))
+    subjects = sorted(by_subject)
+    out: list[int] = []
+    perm = [subjects[k] for k in rng.permutation(len(subjects))]
+    for start in range(0, len(perm), max(1, buffer)):
+        group = np.array([p for subj in perm[start : start + buffer] for p in by_subject[subj]], dtype=np.int64)
+        out.extend(group[rng.permutation(len(group))].tolist())
+    return np.asarray(out, dtype=np.int64)
+
+
 class SliceDataset(Dataset):
     """Slices of an ``xaiseg.data`` data set, windowed and resized; optional left-right flips.
 

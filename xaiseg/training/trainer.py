@@ -33,6 +33,7 @@ from ..output.paths import check_out_dir
 from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, jsonable, detection_probability, init_from, normalize,
                          resolve_device, save_checkpoint)
 from .config import TrainConfig
+from ..workers import default_workers
 from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run_fingerprint
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
@@ -375,8 +376,9 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
     log = RunLog(out, cfg.progress)
     m = _setup_model(cfg, device, log)
     curriculum = cfg.curriculum()
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                     worker_init_fn=_worker_init if cfg.workers else None)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
+                     worker_init_fn=_worker_init if workers else None)
     rd = (phantom_data if cfg.is_phantom else disk_data)(cfg, m.preprocessor, m.input_size, curriculum, loader_kw, log)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
