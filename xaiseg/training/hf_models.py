@@ -45,8 +45,10 @@ def build_hf(name: str, kwargs: Mapping[str, Any], num_classes: int, in_chans: i
     kw = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(kwargs).items()}
     for k in ("num_labels", "num_channels"):
         kw.pop(k, None)
+    config_cls = getattr(transformers, FAMILIES[cls_name])
+    _check_config_keys(config_cls, kw)
     try:
-        config = getattr(transformers, FAMILIES[cls_name])(num_labels=num_classes, num_channels=in_chans, **kw)
+        config = config_cls(num_labels=num_classes, num_channels=in_chans, **kw)
         if cls_name == "SwinForImageClassification":
             _check_swin_windows(config)
         net = getattr(transformers, cls_name)(config)
@@ -55,6 +57,20 @@ def build_hf(name: str, kwargs: Mapping[str, Any], num_classes: int, in_chans: i
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot build {cls_name} with {kw}: {msg}") from None
     return HFLogits(net)
+
+
+def _check_config_keys(config_cls: Any, kw: Mapping[str, Any]) -> None:
+    """transformers' configs keep an unknown keyword as a plain attribute, so a misspelt key
+    (``hiden_size``, timm's ``img_size``) would silently build the default-sized model; refuse it."""
+    import difflib
+
+    known = set(config_cls().to_dict())
+    for key in kw:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"unknown {config_cls.__name__} argument {key!r} in the model kwargs{hint}; "
+                              f"see transformers' {config_cls.__name__} for the accepted names")
 
 
 def _dry_run(net: nn.Module, in_chans: int) -> None:
