@@ -53,6 +53,8 @@ def test_cli_default_model_is_logged(tmp_path):
         (["--seed", "-1"], "--seed must be >= 0"),
         (["--resize", "0"], "--resize must be >= 1"),
         (["--init", __file__], "is not a weights file"),
+        (["--model", "vit-tiny", "--model-kwargs", "{}", "--image-size", "60"], "not a multiple of the patch size 8"),
+        (["--select", "best"], "Invalid value for '--select'"),
         (["--device", "cuda:0"], None),  # no CUDA here: one line; with CUDA it would start training
     ],
 )

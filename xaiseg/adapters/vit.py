@@ -100,9 +100,10 @@ class ViTAdapter(GlobalAttentionAdapter):
         self.grid = _pair(model.patch_embed.grid_size)
         pool = getattr(model, "global_pool", "token")
         if pool not in ("token", "avg", ""):
-            raise TypeError(f"timm ViT with global_pool={pool!r} is not supported (token or avg pooling only)")
+            raise TypeError(f"timm {type(model).__name__} with global_pool={pool!r} is not supported (token or avg pooling only)")
         if pool == "" or (pool == "token" and not getattr(model, "has_class_token", True)):
-            raise TypeError("timm ViT without a pooled readout (global_pool='' or no class token) is not supported")
+            raise TypeError(f"timm {type(model).__name__} without a pooled readout (global_pool='' or no class token) "
+                            "is not supported")
         self.pool = pool
         rows = []
         for i, blk in enumerate(model.blocks):

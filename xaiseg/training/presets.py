@@ -151,7 +151,9 @@ def build_model(
         if pretrained:
             raise ConfigError(f"{timm_name} is built from a config; --pretrained loads timm hub weights only "
                               "(fine-tune Hugging Face weights with --init STATE_DICT)")
-        return build_hf(timm_name, kwargs, num_classes, in_chans)
+        model = build_hf(timm_name, kwargs, num_classes, in_chans)
+        _check_whole_patches(model)
+        return model
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
     kw.pop("num_classes", None)
     kw.pop("in_chans", None)
@@ -168,7 +170,25 @@ def build_model(
         get_adapter(model)
     except TypeError as exc:
         raise ConfigError(f"{timm_name} with {dict(kw)} cannot be explained by xaiseg: {exc}") from None
+    _check_whole_patches(model)
     return model
+
+
+def _check_whole_patches(model: nn.Module) -> None:
+    """An input that is no multiple of the patch: timm and transformers drop the last pixels
+    silently, and every map would be stretched over pixels the model never saw."""
+    pe = getattr(model, "patch_embed", None)
+    conf = getattr(getattr(model, "net", None), "config", None)
+    size, patch = ((getattr(pe, "img_size", None), getattr(pe, "patch_size", None)) if pe is not None
+                   else (getattr(conf, "image_size", None), getattr(conf, "patch_size", None)))
+    if size is None or patch is None:
+        return
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    if any(s % q for s, q in zip(size, patch)):
+        fit = [s - s % q for s, q in zip(size, patch)]
+        raise ConfigError(f"the input size {size[0]} px is not a multiple of the patch size {patch[0]}: the model would "
+                          f"never see the last pixels; use --image-size {fit[0]} or {fit[0] + patch[0]}")
 
 
 def model_input_size(model: nn.Module) -> int:
