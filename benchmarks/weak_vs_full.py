@@ -59,6 +59,19 @@ def rows(runs: list[Path], n_boot: int, seed: int) -> list[dict]:
     return table
 
 
+def paired_difference(run: Path, a: str, b: str, n_boot: int, seed: int) -> tuple[float, float, float, int]:
+    """Mean Dice of row ``a`` minus row ``b`` over the positive slices both scored, with a 95 %
+    subject-bootstrap interval of that difference (the rows share slices, so the pairing removes
+    the subjects' difficulty from the comparison); and the number of slices."""
+    rows = {label: by for (_, ckpt, method), by in positive_dice(run).items()
+            for label in [f"{ckpt}/{method}" if ckpt else method]}
+    if a not in rows or b not in rows:
+        raise SystemExit(f"--paired: {a!r} or {b!r} is not a row of {run} (rows: {', '.join(sorted(rows))})")
+    diff = {s: [x - y for x, y in zip(rows[a][s], rows[b][s])] for s in rows[a] if s in rows[b]}
+    mean, lo, hi = subject_bootstrap(diff, n_boot, seed)
+    return mean, lo, hi, sum(map(len, diff.values()))
+
+
 def plot(table: list[dict], out: Path, title: str) -> None:
     import matplotlib
 
@@ -90,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default="Weak against full supervision (xaiseg benchmark)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--paired", action="append", default=[], metavar="A,B",
+                    help="also print row A minus row B (e.g. binary/hgi-sam,subtypes/hgi-sam) on the slices both scored, "
+                         "of the first run; repeatable")
     args = ap.parse_args(argv)
     table = rows(args.runs, args.boot, args.seed)
     print("| run | row | regime | positive slices (subjects) | Dice | 95 % CI |")
@@ -97,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in table:
         print(f"| {r['run']} | {r['row']} | {r['regime']} | {r['slices']} ({r['subjects']}) | {r['dice']:.3f} | "
               f"{r['lo']:.3f}–{r['hi']:.3f} |")
+    for pair in args.paired:
+        a, b = pair.split(",", 1)
+        mean, lo, hi, n = paired_difference(args.runs[0], a.strip(), b.strip(), args.boot, args.seed)
+        print(f"{a} - {b}: {mean:+.3f} (95 % CI {lo:+.3f} to {hi:+.3f}; {n} paired slices)")
     if args.out:
         plot(table, args.out, args.title)
         print(f"wrote {args.out}")

@@ -62,3 +62,18 @@ def test_one_subject_has_no_spread(tmp_path):
     # two subjects of unequal size: the bootstrap means are the pooled slice means of the draws
     mean, lo, hi = mod.subject_bootstrap({"001": [0.0], "002": [1.0, 1.0, 1.0]}, n_boot=4000, seed=0)
     assert mean == pytest.approx(0.75) and lo == pytest.approx(0.0) and hi == pytest.approx(1.0)
+
+
+def test_paired_difference_is_the_mean_of_the_slice_differences(tmp_path):
+    mod = _script()
+    rows = []
+    diffs = []
+    for s in range(4):
+        for k in range(2):
+            a, b = 0.1 * s + 0.05 * k, 0.3 - 0.02 * s
+            diffs.append(a - b)
+            rows += [{"checkpoint": "x", "method": "m", "subject": f"{s}", "role": "positive", "prob": "0.5", "dice": a},
+                     {"checkpoint": "y", "method": "m", "subject": f"{s}", "role": "positive", "prob": "0.5", "dice": b}]
+    run = _write(tmp_path / "run", rows)
+    mean, lo, hi, n = mod.paired_difference(run, "x/m", "y/m", n_boot=500, seed=0)
+    assert n == 8 and mean == pytest.approx(np.mean(diffs)) and lo <= mean <= hi

@@ -69,22 +69,68 @@ def attention_pass(
         y, tgt = select_logits(logits, target)
         records = cap.records
         _check_captured(records, blocks)
-        wrt_tensors = [r.outputs if via_probs else r.scores for r in records]
-        probs = [t.detach() for t in wrt_tensors] if via_probs and not on_probs else None
+        if via_probs and not on_probs:
+            grads = _score_grads_via_probs(y, records, reduce_grads)
+        else:
+            wrt_tensors = [r.outputs if via_probs else r.scores for r in records]
+            for r in records:
+                r.scores = r.outputs = None
+            # materialize_grads: a block that does not reach the logit gets zeros, never None
+            raw = list(torch.autograd.grad(y.sum(), wrt_tensors, allow_unused=True, materialize_grads=True))
+            del wrt_tensors, y
+            grads = []
+            for i, r in enumerate(records):
+                g, raw[i] = raw[i], None  # type: ignore[call-overload]
+                grads.append(g if reduce_grads is None else reduce_grads(g, r.block))
+    _warn_if_all_zero(grads)
+    return AttentionPass(logits.detach(), tgt, records, grads)
+
+
+def _score_grads_via_probs(y: torch.Tensor, records: Sequence[AttentionRecord],
+                           reduce_grads: Reducer | None) -> list[torch.Tensor]:
+    """∂y/∂Z for adapters that capture A = softmax(Z) only (timm and Hugging Face ViTs).
+
+    Why not ∂y/∂A for every block, then the softmax Jacobian: to reach an earlier block, autograd
+    already runs every later block's softmax backward, i.e. computes ∂y/∂Z there. A hook on those
+    softmax nodes keeps what autograd computes anyway; only the blocks autograd stops at (the
+    earliest one, and any A not made by a plain softmax) get ∂y/∂A and the Jacobian here. On a
+    4-block ViT this saves 3 of 4 softmax backwards (~14 % of the whole call).
+    """
+    caught: dict[int, torch.Tensor] = {}
+    handles, ask = [], []
+    for i, r in enumerate(records):
+        node = r.outputs.grad_fn
+        if i > 0 and node is not None and type(node).__name__ == "SoftmaxBackward0":
+            def keep(grad_inputs, _grad_outputs, i=i, block=r.block):
+                g = grad_inputs[0]
+                caught[i] = g if reduce_grads is None else reduce_grads(g, block)
+            handles.append(node.register_hook(keep))
+        else:
+            ask.append(i)
+    try:
+        wrt = [records[i].outputs for i in ask]
+        probs = {i: records[i].outputs.detach() for i in ask}
+        like = [(r.outputs.shape, r.outputs.dtype, r.outputs.device) for r in records]
         for r in records:
             r.scores = r.outputs = None
         # materialize_grads: a block that does not reach the logit gets zeros, never None
-        raw = list(torch.autograd.grad(y.sum(), wrt_tensors, allow_unused=True, materialize_grads=True))
-        del wrt_tensors, y
-        grads = []
-        for i, r in enumerate(records):
-            g = raw[i] if probs is None else softmax_backward(raw[i], probs[i])
-            raw[i] = None  # type: ignore[call-overload]
-            if probs is not None:
-                probs[i] = None  # type: ignore[call-overload]
-            grads.append(g if reduce_grads is None else reduce_grads(g, r.block))
-    _warn_if_all_zero(grads)
-    return AttentionPass(logits.detach(), tgt, records, grads)
+        raw = torch.autograd.grad(y.sum(), wrt, allow_unused=True, materialize_grads=True)
+    finally:
+        for h in handles:
+            h.remove()
+    del wrt, y
+    grads: list[torch.Tensor | None] = [None] * len(records)
+    for i, g in zip(ask, raw):
+        z = softmax_backward(g, probs.pop(i))
+        grads[i] = z if reduce_grads is None else reduce_grads(z, records[i].block)
+    for i, g in caught.items():
+        grads[i] = g
+    for i, g in enumerate(grads):
+        if g is None:  # its softmax never ran backward: the logit does not depend on that block's Z
+            shape, dtype, device = like[i]
+            z = torch.zeros(shape, dtype=dtype, device=device)
+            grads[i] = z if reduce_grads is None else reduce_grads(z, records[i].block)
+    return grads  # type: ignore[return-value]
 
 
 def softmax_backward(grad_probs: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
