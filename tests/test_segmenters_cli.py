@@ -58,3 +58,23 @@ def test_cli_segmentation_errors_are_one_line(phantom, tmp_path, args, message):
     assert res.output.startswith("Error: ") and message in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not out.exists()  # nothing half written
+
+
+def test_segmentation_defaults_differ_from_the_classifiers_and_given_values_win(phantom, tmp_path, monkeypatch):
+    import xaiseg.segmenters as seg
+    import xaiseg.training as tr
+
+    got = {}
+    monkeypatch.setattr(seg, "train_segmenter", lambda cfg: got.setdefault("seg", cfg))
+    monkeypatch.setattr(tr, "train", lambda cfg: got.setdefault("cls", cfg))
+    assert _run("--task", "segmentation", "--data", str(phantom), "--device", "cpu", "--out", str(tmp_path / "a")).exit_code == 0
+    s = got["seg"]
+    assert (s.epochs, s.batch_size, s.lr, s.patience) == (40, 16, 1e-3, 0)
+    got.clear()
+    assert _run("--task", "segmentation", "--data", str(phantom), "--epochs", "3", "--lr", "5e-4", "--device", "cpu",
+                "--out", str(tmp_path / "b")).exit_code == 0
+    s = got["seg"]
+    assert (s.epochs, s.batch_size, s.lr, s.patience) == (3, 16, 5e-4, 0)
+    assert _run("--data", str(phantom), "--device", "cpu", "--out", str(tmp_path / "c")).exit_code == 0
+    c = got["cls"]
+    assert (c.epochs, c.batch_size, c.lr, c.patience) == (10, 32, 7e-4, 5)

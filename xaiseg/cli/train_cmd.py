@@ -38,9 +38,9 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="--task segmentation: train one model per subject-wise fold (K >= 2), so every subject's map "
                    "comes from a model that never saw it (0: one model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
-@click.option("--epochs", type=int, default=10)
-@click.option("--batch-size", type=int, default=32)
-@click.option("--lr", type=float, default=7e-4, help="Peak AdamW learning rate (after warm-up, then cosine).")
+@click.option("--epochs", type=int, default=None, help="[default: 10; --task segmentation: 40]")
+@click.option("--batch-size", type=int, default=None, help="[default: 32; --task segmentation: 16]")
+@click.option("--lr", type=float, default=None, help="Peak AdamW learning rate (after warm-up, then cosine). [default: 7e-4; --task segmentation: 1e-3]")
 @click.option("--weight-decay", type=float, default=0.05)
 @click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
 @click.option("--image-size", type=int, default=None, help="Input size (overrides the model's img_size).")
@@ -56,7 +56,7 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
 @click.option("--pretrained/--no-pretrained", default=False, help="Start from timm hub weights (needs network).")
 @click.option("--init", "init", default=None, type=click.Path(exists=True), help="Fine-tune from a checkpoint dir or a timm/PyTorch state dict.")
 @click.option("--val-fraction", type=float, default=0.2, help="Share of subjects held out for validation.")
-@click.option("--patience", type=int, default=5, help="Early stopping: epochs without a better --select score (0: off; a segmenter: lower val loss).")
+@click.option("--patience", type=int, default=None, help="Early stopping: epochs without a better --select score (0: off; a segmenter: lower val loss). [default: 5; --task segmentation: 0]")
 @click.option("--select", type=click.Choice(["val-auc", "val-loss", "last"]), default="val-auc", show_default=True,
               help="Classifier: which epoch's weights model.safetensors keeps: the highest validation AUC, the lowest "
                    "validation loss, or the last epoch.")
@@ -96,6 +96,7 @@ def train(**o) -> None:
       xaiseg train --data /data/ct-ich --layout physionet --task subtypes --out runs/sub
     """
     from ..errors import ConfigError
+    from ..segmenters.config import TASK_DEPENDENT
     from ..training import TrainConfig, parse_model_kwargs, train as run
 
     start = hold = shrink = None
@@ -104,13 +105,15 @@ def train(**o) -> None:
             start, hold, shrink = (float(v) for v in o["curriculum"].split(","))
         except ValueError:
             raise ConfigError(f"--curriculum takes START,HOLD,SHRINK (e.g. 3,0.25,0.45), got {o['curriculum']!r}") from None
+    # options whose default depends on the task: only what the user gave is passed on
+    given = {k: o[k] for k in TASK_DEPENDENT if o[k] is not None}
     cfg = TrainConfig(
         out=o["out"], data=o["data"], layout=o["layout"], model=o["model"],
-        model_kwargs=parse_model_kwargs(o["model_kwargs"]), task=o["task"], epochs=o["epochs"],
-        batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"],
+        model_kwargs=parse_model_kwargs(o["model_kwargs"]), task=o["task"], **given,
+        weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"],
         image_size=o["image_size"], resize=o["resize"], windows=_parse_windows(o["windows"]), seed=o["seed"], device=o["device"],
         workers=o["workers"], threads=o["threads"], pretrained=o["pretrained"], init=o["init"],
-        val_fraction=o["val_fraction"], patience=o["patience"], select=o["select"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
+        val_fraction=o["val_fraction"], select=o["select"], balanced=o["balanced"], focal_gamma=o["focal_gamma"],
         augment=o["augment"], ema=o["ema"], grad_clip=o["grad_clip"], limit=o["limit"], skip_bad=o["skip_bad"], steps_per_epoch=o["steps_per_epoch"], val_size=o["val_size"],
         prevalence=o["prevalence"], curriculum_start=start, curriculum_hold=hold, curriculum_shrink=shrink,
         train_on=o["train_on"], acquisition=o["acquisition"],
@@ -132,7 +135,7 @@ def train(**o) -> None:
     if cfg.task == "segmentation":
         from ..segmenters import SegmentationConfig, train_segmenter
 
-        cfg, run = SegmentationConfig.from_train_config(cfg, folds=o["folds"]), train_segmenter
+        cfg, run = SegmentationConfig.from_train_config(cfg, explicit=set(given), folds=o["folds"]), train_segmenter
     elif o["folds"]:
         raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
