@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .base import ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS, BlockInfo, ModelAdapter, StageInfo
+from .timm_family import TimmFamily
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -21,9 +22,10 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(a), int(b))
 
 
-class SwinAdapter(ModelAdapter):
+class SwinAdapter(TimmFamily, ModelAdapter):
     """Any timm Swin V1 classifier: every size, windows 7/12/…, any img_size it was built for."""
 
+    timm_module, timm_class = "timm.models.swin_transformer", "SwinTransformer"
     architecture = "swin"
     description = "timm.models.swin_transformer.SwinTransformer"
     capabilities = frozenset({ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS})
@@ -32,11 +34,6 @@ class SwinAdapter(ModelAdapter):
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
         self._stages = self._read_stages(model)
-
-    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from timm.models.swin_transformer import checkpoint_filter_fn
-
-        return checkpoint_filter_fn(state, self.model)
 
     @staticmethod
     def _read_stages(model: nn.Module) -> tuple[StageInfo, ...]:
@@ -67,12 +64,6 @@ class SwinAdapter(ModelAdapter):
                 )
             )
         return tuple(stages)
-
-    @classmethod
-    def supports(cls, model: nn.Module) -> bool:
-        from timm.models.swin_transformer import SwinTransformer
-
-        return isinstance(model, SwinTransformer)
 
     @classmethod
     def accepts_name(cls, name: str) -> bool:
@@ -193,19 +184,9 @@ class SwinAdapter(ModelAdapter):
 class SwinV2Adapter(SwinAdapter):
     """Any timm Swin V2 classifier (``swinv2_*``): read exactly like V1."""
 
+    timm_module, timm_class = "timm.models.swin_transformer_v2", "SwinTransformerV2"
     architecture = "swinv2"
     description = "timm.models.swin_transformer_v2.SwinTransformerV2"
-
-    @classmethod
-    def supports(cls, model: nn.Module) -> bool:
-        from timm.models.swin_transformer_v2 import SwinTransformerV2
-
-        return isinstance(model, SwinTransformerV2)
-
-    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from timm.models.swin_transformer_v2 import checkpoint_filter_fn
-
-        return checkpoint_filter_fn(state, self.model)
 
     @classmethod
     def accepts_name(cls, name: str) -> bool:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .base import ATTENTION, FEATURE_MAP, BlockInfo, ModelAdapter, StageInfo
+from .timm_family import TimmFamily
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -89,9 +90,10 @@ class GlobalAttentionAdapter(ModelAdapter):
         return row.expand(batch, n).clone()
 
 
-class ViTAdapter(GlobalAttentionAdapter):
+class ViTAdapter(TimmFamily, GlobalAttentionAdapter):
     """Any timm ``VisionTransformer`` classifier with standard ``Attention`` blocks."""
 
+    timm_module, timm_class = "timm.models.vision_transformer", "VisionTransformer"
     architecture = "vit"
     description = "timm.models.vision_transformer.VisionTransformer (vit_*, deit_*, deit3_*, *_reg*)"
 
@@ -112,17 +114,6 @@ class ViTAdapter(GlobalAttentionAdapter):
                 raise TypeError(f"block {i} of the ViT has no standard timm Attention (attn.attn_drop); it cannot be read")
             rows.append((f"blocks.{i}", blk, attn.attn_drop, attn.num_heads))
         self._stages = self._one_stage(rows, model.embed_dim)
-
-    @classmethod
-    def supports(cls, model: nn.Module) -> bool:
-        from timm.models.vision_transformer import VisionTransformer
-
-        return isinstance(model, VisionTransformer)
-
-    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
-        return checkpoint_filter_fn(state, self.model)  # also resamples the position embedding
 
     @classmethod
     def accepts_name(cls, name: str) -> bool:
@@ -174,19 +165,9 @@ class EvaAdapter(ViTAdapter):
     embeddings and q/k norms before the same softmax and ``attn_drop``, so it is read exactly
     like a ViT (A hooked at ``attn.attn_drop``, fused attention off for the pass)."""
 
+    timm_module, timm_class = "timm.models.eva", "Eva"
     architecture = "eva"
     description = "timm.models.eva.Eva (eva02_*, eva_*)"
-
-    @classmethod
-    def supports(cls, model: nn.Module) -> bool:
-        from timm.models.eva import Eva
-
-        return isinstance(model, Eva)
-
-    def convert_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from timm.models.eva import checkpoint_filter_fn
-
-        return checkpoint_filter_fn(state, self.model)
 
     @classmethod
     def accepts_name(cls, name: str) -> bool:
