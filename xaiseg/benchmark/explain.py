@@ -50,7 +50,7 @@ def explain_scan(
     a temporary name, renamed when complete).
     """
     from ..data.base import check_finite
-    from ..data.nifti import load_volume, open_nifti
+    from ..data.nifti import load_volume, nifti_stem, open_nifti
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -74,7 +74,7 @@ def explain_scan(
     else:
         if method is not None:
             raise ConfigError("--method explains a classifier; a --segmenter gives its own probability maps (drop --method)")
-        source = _segmenter_source(model_dir, subject or _subject_of(src), device)
+        source = _segmenter_source(model_dir, subject or nifti_stem(src) or src.stem, device)  # as the loaders name it
     vol = load_volume(src, None, brain_file)
     check_finite(np.asarray(vol["ct"]), str(src))  # the whole scan, before the maps pass
     out_vol = _maps_of_volume(vol, source, str(brain_mask) != "none", batch_size, progress, str(src))
@@ -119,12 +119,6 @@ def _segmenter_source(directory: Path, subject: str, device: Any) -> _Source:
         return seg.attribute(x, [subject] * len(x))
 
     return _Source(seg.name, seg.preprocessor, maps, False)
-
-
-def _subject_of(path: Path) -> str:
-    """The subject id the NIfTI loaders give a scan: its file name without .nii / .nii.gz."""
-    name = path.name
-    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")] if name.endswith(".nii") else path.stem
 
 
 def _maps_of_volume(vol: dict, source: _Source, use_brain: bool, batch_size: int, progress: bool, label: str) -> np.ndarray:
