@@ -28,3 +28,10 @@ def make_checkpoint(out: Path) -> Path:
         "windows": [[40.0, 120.0], [80.0, 200.0], [600.0, 2800.0]], "model": "tiny-test",
     }
     return save_checkpoint(out, model, config)
+
+
+def make_assets(tmp_path_factory, name: str) -> tuple[Path, Path]:
+    """A test module's own (phantom, checkpoint) pair in a fresh folder (modules never share
+    them: some tests change files of their data)."""
+    root = tmp_path_factory.mktemp(name)
+    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")

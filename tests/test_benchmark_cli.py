@@ -9,13 +9,12 @@ from click.testing import CliRunner
 
 from xaiseg.cli import main
 
-from .benchmark_helpers import make_checkpoint, make_phantom
+from .benchmark_helpers import make_assets, make_checkpoint
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-assets")
-    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+    return make_assets(tmp_path_factory, "cli-assets")
 
 
 def _invoke(args):

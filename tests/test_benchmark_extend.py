@@ -19,13 +19,12 @@ from xaiseg.registry import metrics as metric_registry
 from xaiseg.registry import thresholds as threshold_registry
 from xaiseg.thresholds import OtsuThreshold, ThresholdStrategy, parse_threshold
 
-from .benchmark_helpers import make_checkpoint, make_phantom
+from .benchmark_helpers import make_assets
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("extend-assets")
-    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+    return make_assets(tmp_path_factory, "extend-assets")
 
 
 def _rows(path):

@@ -13,13 +13,12 @@ import pytest
 from xaiseg.benchmark import run
 from xaiseg.errors import ConfigError, DataError, OutputError
 
-from .benchmark_helpers import make_checkpoint, make_phantom
+from .benchmark_helpers import make_assets
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("out-assets")
-    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+    return make_assets(tmp_path_factory, "out-assets")
 
 
 def _run(assets, out, **kw):

@@ -14,15 +14,14 @@ import torch.nn.functional as F
 from xaiseg.benchmark import run
 from xaiseg.errors import ConfigError
 
-from .benchmark_helpers import make_checkpoint, make_phantom
+from .benchmark_helpers import make_assets
 
 METHODS = ["hgi-sam", "swin-sam"]
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+    return make_assets(tmp_path_factory, "assets")
 
 
 def _run(assets, out, **kw):

@@ -18,13 +18,12 @@ from click.testing import CliRunner
 from xaiseg.cli import main
 
 from ._guards import no_hang  # noqa: F401 (fixture)
-from .benchmark_helpers import INPUT, make_checkpoint, make_phantom
+from .benchmark_helpers import INPUT, make_assets
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliab-assets")
-    return make_phantom(root / "phantom"), make_checkpoint(root / "ckpt")
+    return make_assets(tmp_path_factory, "reliab-assets")
 
 
 def _invoke(args):
