@@ -155,10 +155,11 @@ class SliceLoader:
         self.brain_mode = brain_mode  # "auto" or "none"
         self.clock = clock if clock is not None else _untimed
 
-    def untimed(self) -> "SliceLoader":
-        """The same loader without a clock, for background threads (the stage clock is the main
-        thread's: it charges the time the main thread waits, see prefetch.py)."""
-        return SliceLoader(self.ds, self.pre, self.brain_mode, None)
+    def for_threads(self, workers: int) -> "SliceLoader":
+        """The loader to call from ``workers`` background threads: this one when there are none,
+        else the same loader without a clock (the stage clock is the main thread's: it charges
+        the time the main thread waits, see prefetch.py)."""
+        return self if workers <= 0 else SliceLoader(self.ds, self.pre, self.brain_mode, None)
 
     def load(self, sid: int, brain: np.ndarray | None = None,
              model_input: bool = True) -> tuple[torch.Tensor | None, SliceTruth, dict]:

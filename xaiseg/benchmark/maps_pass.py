@@ -75,7 +75,7 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     out_dir = journal.out_dir
     try:
         complete = lambda b: all((p.label, b) in done for p in producers)  # noqa: E731
-        loader = ctx.slices.untimed() if ctx.workers else ctx.slices
+        loader = ctx.slices.for_threads(ctx.workers)
         load_batch = lambda b: [loader.load(sid) for sid in batches[b]]  # noqa: E731
         for b, loaded in prefetched(load_batch, len(batches), ctx.workers, ctx.clock, skip=complete):
             ids = batches[b]

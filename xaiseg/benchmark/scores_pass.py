@@ -93,7 +93,7 @@ def sample_positive(by_key: dict, method: str, slice_ids: list[int], n: int) -> 
 def _truth_loader(store: RunStore, slices: SliceLoader, selection: Selection, workers: int):
     """A batch as scoring needs it: each slice's mask and spacing read again, its brain mask from
     the maps pass's cache (computed again only where the cache has none), no model input."""
-    loader = slices.untimed() if workers else slices
+    loader = slices.for_threads(workers)
 
     def load_batch(b: int) -> list:
         ids = selection.batches[b]
