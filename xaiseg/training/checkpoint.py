@@ -372,7 +372,8 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = build_model(cfg["timm_name"], cfg["model_kwargs"], int(cfg["num_classes"]), in_chans=int(cfg.get("in_chans", 3)))
+            model = build_model(cfg["timm_name"], cfg["model_kwargs"], int(cfg["num_classes"]), in_chans=int(cfg.get("in_chans", 3)),
+                                fresh=False)
         except Exception as exc:
             raise CheckpointError(f"cannot rebuild {cfg['timm_name']} from {str(d / CONFIG_FILE)!r}: {_first_line(exc)}") from None
     built = getattr(getattr(model, "patch_embed", None), "img_size", None)

@@ -33,8 +33,9 @@ def canonical(name: str) -> str:
     return full
 
 
-def build_hf(name: str, kwargs: Mapping[str, Any], num_classes: int, in_chans: int) -> nn.Module:
-    """The wrapped Hugging Face classifier ``name`` built from ``kwargs`` (its config's arguments)."""
+def build_hf(name: str, kwargs: Mapping[str, Any], num_classes: int, in_chans: int, try_forward: bool = True) -> nn.Module:
+    """The wrapped Hugging Face classifier ``name`` built from ``kwargs`` (its config's arguments);
+    ``try_forward``: run it once on a blank image (off when rebuilding a checkpoint that trained)."""
     try:
         import transformers
     except ImportError:
@@ -52,7 +53,8 @@ def build_hf(name: str, kwargs: Mapping[str, Any], num_classes: int, in_chans: i
         if cls_name == "SwinForImageClassification":
             _check_swin_windows(config)
         net = getattr(transformers, cls_name)(config)
-        _dry_run(net, in_chans)
+        if try_forward:
+            _dry_run(net, in_chans)
     except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot build {cls_name} with {kw}: {msg}") from None

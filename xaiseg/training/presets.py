@@ -140,9 +140,11 @@ def resolve_model(name: str, model_kwargs: Mapping[str, Any] | None = None) -> t
 
 
 def build_model(
-    timm_name: str, kwargs: Mapping[str, Any], num_classes: int, *, in_chans: int = 3, pretrained: bool = False
+    timm_name: str, kwargs: Mapping[str, Any], num_classes: int, *, in_chans: int = 3, pretrained: bool = False,
+    fresh: bool = True,
 ) -> nn.Module:
-    """Create the timm classifier; turns timm's constructor errors into one-line ConfigErrors."""
+    """Create the timm classifier; turns timm's constructor errors into one-line ConfigErrors.
+    ``fresh=False``: rebuilding a checkpoint that trained (no trial forward of a Hugging Face model)."""
     import timm
 
     from .hf_models import build_hf, is_hf_name
@@ -151,7 +153,7 @@ def build_model(
         if pretrained:
             raise ConfigError(f"{timm_name} is built from a config; --pretrained loads timm hub weights only "
                               "(fine-tune Hugging Face weights with --init STATE_DICT)")
-        model = build_hf(timm_name, kwargs, num_classes, in_chans)
+        model = build_hf(timm_name, kwargs, num_classes, in_chans, try_forward=fresh)
         _check_whole_patches(model)
         return model
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
