@@ -1,0 +1,128 @@
+"""Processes started by ``torchrun``: who this process is, its device, and the process group.
+
+``torchrun --nproc-per-node N -m xaiseg <command>`` starts N copies of the command with
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and the rendezvous address) in their environment.
+Without torchrun those variables are absent and every helper here describes a world of one
+process, so a single-process run never creates a process group and behaves as before.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "process_group", "rank_device"]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ones torchrun started (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, validates and writes the outputs."""
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; "
+                          "start several processes with torchrun, which sets it") from None
+
+
+def current_world() -> World:
+    """The world torchrun described in the environment, or a world of one process."""
+    size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    local_size = _env_int("LOCAL_WORLD_SIZE", size)
+    if size < 1 or not 0 <= rank < size or not 0 <= local_rank < max(local_size, 1):
+        raise ConfigError(f"inconsistent torchrun environment (RANK={rank}, WORLD_SIZE={size}, "
+                          f"LOCAL_RANK={local_rank}); start the processes with torchrun")
+    return World(rank, size, local_rank, local_size)
+
+
+def rank_device(device: str | torch.device | None, world: World) -> torch.device:
+    """The device of this process. ``auto`` (or None): ``cuda:LOCAL_RANK`` where CUDA is
+    available, else the CPU. ``cuda`` without an index means this process's own GPU; an explicit
+    ``cuda:K`` is taken as given (one process per node only: several would share one GPU)."""
+    from .training.checkpoint import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cuda" or not world.distributed:
+        return dev
+    if dev.index is not None and world.local_size > 1:
+        raise ConfigError(f"--device {dev} would put all {world.local_size} processes of this machine on one GPU; "
+                          "use --device auto or cuda (each process takes cuda:LOCAL_RANK)")
+    n = torch.cuda.device_count()
+    if world.local_rank >= n:
+        raise ConfigError(f"this machine has {n} GPU(s) but torchrun started {world.local_size} processes on it; "
+                          f"use --nproc-per-node {n} (or --device cpu)")
+    return torch.device("cuda", world.local_rank if dev.index is None else dev.index)
+
+
+@contextlib.contextmanager
+def process_group(world: World, device: torch.device, timeout_s: float = 1800.0) -> Iterator[None]:
+    """The default process group for the length of a command (nothing without torchrun).
+
+    CPU tensors and Python objects travel over gloo; CUDA tensors over NCCL when the device is a
+    GPU. The group is destroyed on the way out, also after an error, so no rank hangs at exit.
+    """
+    if not world.distributed:
+        yield
+        return
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        backend = "cpu:gloo,cuda:nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend=backend, timeout=_dt.timedelta(seconds=timeout_s))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def gather_to_main(obj: Any, world: World) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0 (None on the others); ``[obj]`` alone."""
+    if not world.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] | None = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_from_main(obj: Any, world: World) -> Any:
+    """Rank 0's ``obj`` on every rank (what the others pass is ignored)."""
+    if not world.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if world.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
