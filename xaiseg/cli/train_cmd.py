@@ -132,13 +132,24 @@ def train(**o) -> None:
             return "free some space, then continue the run with the same command and --resume"
         return "free some space and run the command again"
 
+    from ..distributed import current_world
+
+    world = current_world()  # torchrun --nproc-per-node N: N processes, rank 0 writes --out
     if cfg.task == "segmentation":
         from ..segmenters import SegmentationConfig, train_segmenter
+
+        if world.distributed:
+            raise ConfigError("--task segmentation trains in one process; start it without torchrun "
+                              "(several processes train the classifier only)")
 
         cfg, run = SegmentationConfig.from_train_config(cfg, explicit=set(given), folds=o["folds"]), train_segmenter
     elif o["folds"]:
         raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
+    if not world.is_main:  # the other ranks never touch --out (their machine need not see it)
+        with quiet_skip_warnings():
+            run(cfg)
+        return
     # --out: new, empty or a training run's own folder, locked while the run lasts
     with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):
         run(cfg)  # quiet_skip_warnings: the training log says what --skip-bad skipped
