@@ -421,7 +421,23 @@ def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, ba
     return losses, lr
 
 
-def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None, world: World) -> TrainResult:
+@dataclass
+class _Run:
+    """A run once set up: what the epochs share."""
+
+    out: Path
+    log: Any  # RunLog on rank 0, ddp.NoLog elsewhere
+    m: _Setup
+    rd: Any  # run_data.RunData
+    opt: _Optim
+    ranks: _Ranks
+    fp: dict[str, Any]
+    schedule: tuple[int, int, Curriculum]  # total steps, warm-up steps, curriculum
+    curriculum_end_epoch: int
+    t_start: float
+
+
+def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     from .run_data import disk_data, phantom_data
 
     t_start = time.perf_counter()  # cfg was validated by train()
@@ -451,62 +467,65 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
             f"= {' + '.join(str(ddp.shard_size(cfg.batch_size, World(r, world.size))) for r in range(world.size))} "
             "per process; rank 0 validates and writes")
     log.release()  # set-up succeeded: its lines go to the terminal and train.log now
+    return _Run(out, log, m, rd, opt, ranks, fp, (rd.total_steps, warmup, curriculum), curriculum_end_epoch, t_start), st
 
+
+def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None, world: World) -> TrainResult:
+    run, st = _setup_run(cfg, world)
+    m, rd, opt, curriculum = run.m, run.rd, run.opt, run.schedule[2]
     m.model.train()
     for epoch in range(st.start_epoch, cfg.epochs if not st.stopped_early else st.start_epoch):
         t_epoch = time.perf_counter()
         scale = curriculum.scale(st.step, rd.total_steps)
         losses, lr = _train_epoch(cfg, epoch, m.model, opt, _Sized(rd.train_batches(epoch), rd.steps_per_epoch), st,
-                                  (rd.total_steps, warmup, curriculum), ranks, m.normalization, rd.train_counts(epoch))
+                                  run.schedule, run.ranks, m.normalization, rd.train_counts(epoch))
         train_s = time.perf_counter() - t_epoch
-        rank_rng = gather_to_main(ddp.rng_state(device), world)  # every rank's, for resume.pt
+        rank_rng = gather_to_main(ddp.rng_state(run.ranks.device), world)  # every rank's, for resume.pt
         if world.is_main:
             rec: dict[str, Any] = {"epoch": epoch + 1, "step": st.step, "lr": lr, "train_loss": float(np.mean(losses))}
             if curriculum.active:
                 rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(st.step - 1, rd.total_steps)
             if rd.has_val:
-                vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, device, opt.amp_ctx, m.normalization)
+                vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, run.ranks.device, opt.amp_ctx,
+                               m.normalization)
                 rec.update({f"val_{k}": v for k, v in vm.items()})
             rec["epoch_s"] = time.perf_counter() - t_epoch
             rec["steps_per_s"] = len(losses) / train_s
-            rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - t_start
-            _end_epoch(cfg, rec, st, (curriculum_end_epoch, rd.has_val), opt.scored,
-                       lambda: _checkpoint_config(cfg, m, rd.info, st.best_metrics, world))
-            with open(out / LOG_FILE, "a") as f:
-                f.write(json.dumps(st.history[-1]) + "\n")
-            _save_resume(out / RESUME_FILE, m.model, opt, st, epoch + 1, fp, device, rank_rng)
-            log(_epoch_line(rec, cfg.epochs))
+            rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - run.t_start
+            _end_epoch(cfg, run, rec, st, rank_rng)
             if on_epoch_end is not None:
                 on_epoch_end(st.history[-1])
         st.stopped_early = broadcast_from_main(st.stopped_early, world)  # every rank stops with rank 0
         if st.stopped_early:
-            log(f"early stopping: no better {_CRITERION[cfg.select]} for {cfg.patience} epochs")
+            run.log(f"early stopping: no better {_CRITERION[cfg.select]} for {cfg.patience} epochs")
             break
-    wall = st.elapsed_before + time.perf_counter() - t_start
-    result = _finish(out, st, wall, log, opt.scored) if world.is_main else None
+    wall = st.elapsed_before + time.perf_counter() - run.t_start
+    result = _finish(run.out, st, wall, run.log, opt.scored) if world.is_main else None
     return _shared_result(result, opt.scored, world)
 
 
-def _end_epoch(cfg: TrainConfig, rec: dict[str, Any], st: _State, when: tuple[int, bool], scored: nn.Module,
-               config: Callable[[], dict[str, Any]]) -> None:
+def _end_epoch(cfg: TrainConfig, run: _Run, rec: dict[str, Any], st: _State, rank_rng: list[Any] | None) -> None:
     """Rank 0's bookkeeping of a finished epoch: the best epoch so far (whose checkpoint it
-    writes, ``config()`` its config.json), early stopping, and the epoch's record in the history.
-    ``when``: the epoch after which the curriculum's lesions are realistic, and whether the run
-    has a validation set (early stopping needs one)."""
-    curriculum_end_epoch, has_val = when
+    writes), early stopping, the epoch's record in the history and the log, and resume.pt
+    (``rank_rng``: every rank's random state)."""
     score = selection_score(rec, cfg.select)
     improved = score < st.best_val
     if improved:
         st.best_val, st.best_epoch, st.bad_epochs = score, rec["epoch"], 0
         st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
         st.best_metrics["elapsed_s"] = rec["elapsed_s"]
-        save_checkpoint(cfg.out, scored, config())
-    elif rec["epoch"] > curriculum_end_epoch:
+        save_checkpoint(run.out, run.opt.scored,
+                        _checkpoint_config(cfg, run.m, run.rd.info, st.best_metrics, run.ranks.world))
+    elif rec["epoch"] > run.curriculum_end_epoch:
         st.bad_epochs += 1  # early stopping counts only once the lesions are realistic
     rec["best"] = improved
-    if cfg.patience and st.bad_epochs >= cfg.patience and has_val:
+    if cfg.patience and st.bad_epochs >= cfg.patience and run.rd.has_val:
         rec["stopped_early"] = st.stopped_early = True
     st.history.append(jsonable(rec))
+    with open(run.out / LOG_FILE, "a") as f:
+        f.write(json.dumps(st.history[-1]) + "\n")
+    _save_resume(run.out / RESUME_FILE, run.m.model, run.opt, st, rec["epoch"], run.fp, run.ranks.device, rank_rng)
+    run.log(_epoch_line(rec, cfg.epochs))
 
 
 def _shared_result(result: TrainResult | None, scored: nn.Module, world: World) -> TrainResult:
