@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,8 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "process_group", "rank_device"]
+__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "process_group", "rank_device",
+           "sum_over_ranks"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,17 @@ def broadcast_from_main(obj: Any, world: World) -> Any:
     box = [obj if world.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def sum_over_ranks(values: Sequence[float], world: World) -> list[float]:
+    """The element-wise sum of every rank's ``values``, on every rank (``values`` alone).
+
+    Summed in float64 on the CPU (gloo, also beside NCCL): a few scalars per call, e.g. a
+    training step's loss and batch size, where every rank must reach the same decision."""
+    if not world.distributed:
+        return [float(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()

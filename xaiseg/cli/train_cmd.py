@@ -39,7 +39,8 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
                    "comes from a model that never saw it (0: one model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
 @click.option("--epochs", type=int, default=None, help="[default: 10; --task segmentation: 40]")
-@click.option("--batch-size", type=int, default=None, help="[default: 32; --task segmentation: 16]")
+@click.option("--batch-size", type=int, default=None, help="Slices per optimiser step; under torchrun the global batch, "
+              "shared by the processes. [default: 32; --task segmentation: 16]")
 @click.option("--lr", type=float, default=None, help="Peak AdamW learning rate (after warm-up, then cosine). [default: 7e-4; --task segmentation: 1e-3]")
 @click.option("--weight-decay", type=float, default=0.05)
 @click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
@@ -49,7 +50,8 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
                    "for 384). [default: the paper preset's 422/384 ratio; otherwise the whole slice fits the input]")
 @click.option("--windows", default=None, help="CT windows 'centre,width;...' in HU. [default: 40,120;80,200;600,2800]")
 @click.option("--seed", type=int, default=0)
-@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+@click.option("--device", default="auto", help="auto (CUDA if available; under torchrun each process's cuda:LOCAL_RANK), "
+              "cpu, cuda, cuda:1 ...")
 @click.option("--workers", type=int, default=None, help="Data-loader worker processes that decode, window and render "
               "slices ahead of the model (0: in the main process). [default: 1 on two or more cores]")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
@@ -94,6 +96,7 @@ def train(**o) -> None:
     Examples:
       xaiseg train --data phantom --model tiny --out runs/tiny
       xaiseg train --data /data/ct-ich --layout physionet --task subtypes --out runs/sub
+      torchrun --standalone --nproc-per-node 4 -m xaiseg train --data /data/rsna --layout rsna --out runs/ddp
     """
     from ..errors import ConfigError
     from ..segmenters.config import TASK_DEPENDENT
@@ -132,13 +135,24 @@ def train(**o) -> None:
             return "free some space, then continue the run with the same command and --resume"
         return "free some space and run the command again"
 
+    from ..distributed import current_world
+
+    world = current_world()  # torchrun --nproc-per-node N: N processes, rank 0 writes --out
     if cfg.task == "segmentation":
         from ..segmenters import SegmentationConfig, train_segmenter
+
+        if world.distributed:
+            raise ConfigError("--task segmentation trains in one process; start it without torchrun "
+                              "(several processes train the classifier only)")
 
         cfg, run = SegmentationConfig.from_train_config(cfg, explicit=set(given), folds=o["folds"]), train_segmenter
     elif o["folds"]:
         raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
+    if not world.is_main:  # the other ranks never touch --out (their machine need not see it)
+        with quiet_skip_warnings():
+            run(cfg)
+        return
     # --out: new, empty or a training run's own folder, locked while the run lasts
     with quiet_skip_warnings(), output_folder(cfg.out, TRAIN_OUTPUT), disk_errors(cfg.out, hint):
         run(cfg)  # quiet_skip_warnings: the training log says what --skip-bad skipped

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..distributed import World
 from ..errors import DataError
 from .curriculum import Curriculum
 
@@ -25,6 +26,8 @@ class RunData:
     steps_per_epoch: int
     total_steps: int
     info: dict[str, Any]  # the data summary stored in config.json
+    # epoch -> per step, how many of this rank's slices count (None: all of them; see ddp.shard)
+    train_counts: Callable[[int], list[int] | None] = lambda epoch: None
 
 
 def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -48,14 +51,16 @@ def _folder_validation(cfg: Any, preprocessor: Any, loader_kw: dict, log: Callab
 
 
 def phantom_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curriculum, loader_kw: dict,
-                 log: Callable[[str], None]) -> RunData:
+                 log: Callable[[str], None], world: World = World()) -> RunData:
     from .sources import PhantomStream, phantom_validation_set
 
     render_size = cfg.render_size or input_size
     steps_per_epoch = cfg.steps_per_epoch
     total_steps = cfg.epochs * steps_per_epoch
     randomise = cfg.stream_acquisition() == "random"
-    if cfg.data == "phantom":
+    if cfg.data == "phantom" and not world.is_main:  # rank 0 alone validates
+        val_batches, val_n, val_pos, val_what = list, 0, 0, ""
+    elif cfg.data == "phantom":
         xv, yv = phantom_validation_set(seed=cfg.seed, n=cfg.val_size, preprocessor=preprocessor, render_size=render_size,
                                         prevalence=cfg.prevalence, progress=cfg.progress, randomise=randomise)
         val_n, val_pos = len(yv), int((yv[:, -1] > 0.5).sum())
@@ -72,7 +77,7 @@ def phantom_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curri
         stream = PhantomStream(seed=cfg.seed, start=epoch * steps_per_epoch, stop=(epoch + 1) * steps_per_epoch,
                                total_steps=total_steps, batch_size=cfg.batch_size, preprocessor=preprocessor,
                                render_size=render_size, prevalence=cfg.prevalence, curriculum=curriculum,
-                               randomise=randomise)
+                               randomise=randomise, world=world)
         return torch.utils.data.DataLoader(stream, batch_size=None, **loader_kw)
 
     info = {"source": "phantom-stream", "acquisition": "random" if randomise else "clean", "render_size": render_size,
@@ -98,7 +103,8 @@ def _known_records(cfg: Any, ds: Any, log: Callable[[str], None]) -> tuple[list,
 
 
 def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curriculum, loader_kw: dict,
-              log: Callable[[str], None]) -> RunData:
+              log: Callable[[str], None], world: World = World()) -> RunData:
+    from .ddp import ShardSampler
     from .sources import (EpochSampler, SliceDataset, balanced_weights, epoch_order, open_training_data, subject_split,
                           volume_buffered)
 
@@ -121,10 +127,16 @@ def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curricul
     subject_of = [str(records[i].subject) for i in tr_idx]
     buffer = getattr(getattr(ds, "_cache", None), "maxsize", 4)  # volumes the data set's cache holds
 
-    def train_batches(epoch: int):
+    def sampler(epoch: int) -> Any:
         order = volume_buffered(epoch_order(len(tr_idx), epoch, cfg.seed, weights), subject_of, buffer, epoch, cfg.seed)
-        sampler = EpochSampler(order, epoch, cfg.batch_size)
-        return torch.utils.data.DataLoader(tr_ds, batch_sampler=sampler, **loader_kw)
+        batches = EpochSampler(order, epoch, cfg.batch_size)  # the global batches
+        return ShardSampler(batches, world) if world.distributed else batches
+
+    def train_batches(epoch: int):
+        return torch.utils.data.DataLoader(tr_ds, batch_sampler=sampler(epoch), **loader_kw)
+
+    def train_counts(epoch: int) -> list[int] | None:
+        return sampler(epoch).counts() if world.distributed else None
 
     def val_batches():
         return torch.utils.data.DataLoader(va_ds, batch_size=max(cfg.batch_size, 64), shuffle=False, **loader_kw)
@@ -135,4 +147,5 @@ def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curricul
     log(f"data: {cfg.layout} {cfg.data}: {len(tr_idx)} training slices ({int(any_tr.sum())} positive) from "
         f"{len(train_subj)} subjects, {len(va_idx)} validation slices from {len(val_subj)} subjects"
         + (", class-balanced sampling" if cfg.balanced else ""))
-    return RunData(train_batches, val_batches, len(va_idx) > 0, steps_per_epoch, cfg.epochs * steps_per_epoch, info)
+    return RunData(train_batches, val_batches, len(va_idx) > 0, steps_per_epoch, cfg.epochs * steps_per_epoch, info,
+                   train_counts)

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from ..distributed import World
 from ..errors import DataError
 from .curriculum import Curriculum
+from .ddp import shard_size
 
 def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
@@ -73,7 +75,9 @@ class PhantomStream(IterableDataset):
     """Fresh phantom batches, one per optimiser step, for steps ``[start, stop)``.
 
     Batch ``s`` depends only on ``(seed, s)``: with W loader workers, worker w renders the steps
-    ``s ≡ w (mod W)`` and the loader's round-robin returns them in order.
+    ``s ≡ w (mod W)`` and the loader's round-robin returns them in order. Under torchrun
+    (``world`` of N > 1 processes) rank r renders its ``shard_size`` slices of each global batch from its
+    own seeded part of the stream, ``(seed, s, N, r)``: the ranks never draw the same slice.
     """
 
     def __init__(
@@ -89,8 +93,10 @@ class PhantomStream(IterableDataset):
         prevalence: float,
         curriculum: Curriculum,
         randomise: bool = True,
+        world: World = World(),
     ) -> None:
         self.seed, self.start, self.stop, self.total_steps = seed, start, stop, total_steps
+        self.world = world
         self.batch_size, self.preprocessor, self.render_size = batch_size, preprocessor, render_size
         self.prevalence, self.curriculum, self.randomise = prevalence, curriculum, randomise
 
@@ -100,10 +106,14 @@ class PhantomStream(IterableDataset):
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         scale = self.curriculum.scale(step, self.total_steps)
         realism = self.curriculum.realism(step, self.total_steps)
-        rng = _rng(self.seed, 1, step)
+        w = self.world
+        if not w.distributed:
+            rng, n = _rng(self.seed, 1, step), self.batch_size
+        else:  # rank + 1: numpy's seed sequences ignore a trailing 0, which would merge two keys
+            rng, n = _rng(self.seed, 1, step, w.size, w.rank + 1), shard_size(self.batch_size, w)
         xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale, realism,
                                                  self.randomise)
-                       for _ in range(self.batch_size)))
+                       for _ in range(n)))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

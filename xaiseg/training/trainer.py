@@ -9,6 +9,9 @@ One function, :func:`train`, runs a whole (or resumed) run and writes into ``cfg
 - ``train.log``: the human-readable log;
 - ``resume.pt``: model, optimiser, AMP scaler, RNG and loop state at the end of the last epoch,
   read back with ``torch.load(weights_only=True)`` by ``--resume``.
+
+Started by torchrun on several processes, it trains with DistributedDataParallel (see
+:mod:`.ddp`): rank 0 alone writes these files, and the others follow its decisions.
 """
 from __future__ import annotations
 
@@ -28,10 +31,11 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..distributed import World, broadcast_from_main, current_world, gather_to_main, process_group, rank_device, sum_over_ranks
 from ..errors import CheckpointError, ConfigError, XaisegError
 from ..output.paths import check_out_dir
-from .checkpoint import (CONFIG_FILE, WEIGHTS_FILE, jsonable, detection_probability, init_from, normalize,
-                         resolve_device, save_checkpoint)
+from . import ddp
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, jsonable, detection_probability, init_from, normalize, save_checkpoint
 from .config import TrainConfig
 from ..workers import default_workers
 from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run_fingerprint
@@ -133,14 +137,28 @@ def train(
     on disk (tests use it to interrupt a run).
     """
     cfg.validate()
-    out = check_out_dir(cfg.out)
+    world = current_world()  # several processes under torchrun, else a world of one
+    out = check_out_dir(cfg.out) if world.is_main else Path(cfg.out)  # only rank 0 writes there
     fresh = not out.exists()
+    if not world.distributed:
+        return _train_guarded(cfg, on_epoch_end, world, out, fresh)
+    if cfg.batch_size < world.size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} processes: "
+                          f"give at least {world.size}")
+    if not world.is_main:  # rank 0 alone shows progress
+        cfg = dataclasses.replace(cfg, progress=False)
+    with process_group(world, rank_device(cfg.device, world)):
+        return _train_guarded(cfg, on_epoch_end, world, out, fresh)
+
+
+def _train_guarded(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None, world: World,
+                   out: Path, fresh: bool) -> TrainResult:
     try:
-        return _train(cfg, on_epoch_end)
+        return _train(cfg, on_epoch_end, world)
     except XaisegError:
         # A bad model name, --init file or data set is found while setting up, after the log
         # was opened: leave nothing behind unless an epoch finished (then resume.pt matters).
-        if not cfg.resume and not (out / RESUME_FILE).exists():
+        if world.is_main and not cfg.resume and not (out / RESUME_FILE).exists():
             if fresh:
                 shutil.rmtree(out, ignore_errors=True)
             else:
@@ -256,9 +274,8 @@ def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _O
     return _Optim(optimizer, scaler, amp_ctx, ema, model if ema is None else ema.module)
 
 
-def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.Module, opt: _Optim,
-             device: torch.device, log: RunLog) -> _State:
-    """The state after the last finished epoch of an interrupted run (weights, optimiser, RNG, loop)."""
+def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any]) -> dict[str, Any]:
+    """resume.pt of an interrupted run, checked to have been started with the same options."""
     try:
         state = torch.load(resume_path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -272,6 +289,13 @@ def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.
     diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
     if diff:
         raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
+    return state
+
+
+def _restore(cfg: TrainConfig, state: dict[str, Any], model: nn.Module, opt: _Optim, device: torch.device,
+             world: World, log: Callable[[str], None]) -> _State:
+    """The state after the last finished epoch of an interrupted run (weights, optimiser, RNG, loop)."""
+    resume_path = Path(cfg.out) / RESUME_FILE
     model.load_state_dict(state["model"])
     if opt.ema is not None:
         opt.ema.module.load_state_dict(state["ema"])
@@ -282,9 +306,11 @@ def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.
                               "parameters differently (weight-decay fix); start the run again") from None
     if state.get("scaler"):
         opt.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    ddp.restore_rng(state, device, world, cfg.seed, int(state["epoch"]))
+    ranks = len(state.get("rank_rng") or [None])
+    if ranks != world.size:
+        log(f"resumed on {world.size} process(es), the run had {ranks}: same global batch and schedule; "
+            "the random streams of drop-path and of the phantom stream's slices are those of the new number")
     loop = json.loads(state["loop"])
     st = _State(int(state["epoch"]), int(state["step"]), float(state["elapsed_s"]), float(state["best_val"]),
                 int(state["best_epoch"]), int(state["bad_epochs"]), loop["best_metrics"], loop["history"])
@@ -296,9 +322,11 @@ def _restore(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], model: nn.
 
 
 def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: int, fp: dict[str, Any],
-                 device: torch.device) -> None:
+                 device: torch.device, rank_rng: list[dict[str, Any]] | None) -> None:
+    """``rank_rng``: every rank's random state under torchrun (rank 0's is also ``torch_rng``)."""
     _atomic_torch_save(
         {
+            **({"rank_rng": rank_rng} if rank_rng and len(rank_rng) > 1 else {}),
             "model": model.state_dict(), "optimizer": opt.optimizer.state_dict(),
             "ema": opt.ema.module.state_dict() if opt.ema is not None else None,
             "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
@@ -313,7 +341,8 @@ def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: i
     )
 
 
-def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], metrics: dict[str, Any],
+                       world: World) -> dict[str, Any]:
     import timm
 
     return {
@@ -321,33 +350,60 @@ def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], m
         "num_classes": len(m.class_names), "in_chans": len(m.windows), "task": cfg.task,
         "class_names": m.class_names, "target_index": m.target_index, "input_size": m.input_size,
         "resize": m.resize, "windows": [list(w) for w in m.windows], "normalization": m.normalization,
-        "metrics": metrics, "data": data_info, "training": cfg.to_dict(),
+        "metrics": metrics, "data": data_info,
+        # --batch-size is the global batch, whatever the number of processes (docs/training.md)
+        "training": {**cfg.to_dict(), "world_size": world.size, "global_batch_size": cfg.batch_size},
         "versions": {"xaiseg": __version__, "torch": torch.__version__, "timm": timm.__version__},
     }
 
 
+@dataclass
+class _Ranks:
+    """Where this process trains: its world, its device and the module forward is called on
+    (the model itself alone, its DistributedDataParallel wrapper under torchrun)."""
+
+    world: World
+    device: torch.device
+    net: nn.Module
+
+
+def _step_loss(loss: torch.Tensor, n: int, world: World) -> tuple[torch.Tensor, float]:
+    """(the loss to back-propagate, the global batch's mean loss). Alone: the loss as it is.
+    Under DDP the ranks' sums are added up, so every rank logs the same mean and makes the same
+    divergence decision, and each rank's loss is weighted as :mod:`.ddp` explains."""
+    if not world.distributed:
+        return loss, float(loss.detach())
+    total, n_all = sum_over_ranks([float(loss.detach()) * n, n], world)
+    return loss * (n * world.size / n_all), total / n_all
+
+
 def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, batches: Any, st: _State,
-                 schedule: tuple[int, int, Curriculum], device: torch.device, normalization: dict[str, Any]):
-    """One epoch of optimiser steps; returns the losses and the last learning rate."""
+                 schedule: tuple[int, int, Curriculum], ranks: _Ranks, normalization: dict[str, Any],
+                 counts: list[int] | None = None):
+    """One epoch of optimiser steps; returns the losses and the last learning rate.
+
+    ``counts``: per step, how many of this rank's slices count (None: all; see ddp.shard)."""
     from ..progress import progress_bar
 
     total_steps, warmup, curriculum = schedule
+    device = ranks.device
     losses: list[float] = []
     lr = cfg.lr
     bar = progress_bar(batches, total=len(batches) if hasattr(batches, "__len__") else None,
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress, leave=False, dynamic_ncols=True)
-    for x, y in bar:
+    for i, (x, y) in enumerate(bar):
         lr = cfg.lr * lr_factor(st.step, total_steps, warmup, cfg.min_lr_ratio)
         for g in opt.optimizer.param_groups:
             g["lr"] = lr
         x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device, non_blocking=True)
         with opt.amp_ctx():
-            loss = task_loss(model(x), y, cfg.task, cfg.focal_gamma)
-        if not torch.isfinite(loss.detach()):
-            raise ConfigError(f"training diverged: the loss is {float(loss.detach())} at step {st.step + 1} "
+            loss = task_loss(ranks.net(x), y, cfg.task, cfg.focal_gamma)
+        loss, value = _step_loss(loss, len(x) if counts is None else counts[i], ranks.world)
+        if not math.isfinite(value):
+            raise ConfigError(f"training diverged: the loss is {value} at step {st.step + 1} "
                               f"(learning rate {lr:.3g}); try a lower --lr")
         opt.optimizer.zero_grad(set_to_none=True)
-        opt.scaler.scale(loss).backward()
+        opt.scaler.scale(loss).backward()  # under DDP: the ranks' gradients averaged
         if cfg.grad_clip:
             opt.scaler.unscale_(opt.optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -355,7 +411,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, ba
         opt.scaler.update()
         if opt.ema is not None:  # timm: the first update copies the weights, later ones average
             opt.ema.update(model, step=st.step + 1)
-        losses.append(float(loss.detach()))
+        losses.append(value)
         st.step += 1
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}",
                         **({"scale": f"{curriculum.scale(st.step - 1, total_steps):.2f}"} if curriculum.active else {}))
@@ -365,67 +421,120 @@ def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: _Optim, ba
     return losses, lr
 
 
-def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+@dataclass
+class _Run:
+    """A run once set up: what the epochs share."""
+
+    out: Path
+    log: Any  # RunLog on rank 0, ddp.NoLog elsewhere
+    m: _Setup
+    rd: Any  # run_data.RunData
+    opt: _Optim
+    ranks: _Ranks
+    fp: dict[str, Any]
+    schedule: tuple[int, int, Curriculum]  # total steps, warm-up steps, curriculum
+    curriculum_end_epoch: int
+    t_start: float
+
+
+def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     from .run_data import disk_data, phantom_data
 
     t_start = time.perf_counter()  # cfg was validated by train()
-    device = resolve_device(cfg.device)
+    device = rank_device(cfg.device, world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = _prepare_out(cfg)
-    log = RunLog(out, cfg.progress)
+    # rank 0 alone writes into --out (the other ranks' machines need not see it)
+    out = _prepare_out(cfg) if world.is_main else Path(cfg.out)
+    log: Any = RunLog(out, cfg.progress) if world.is_main else ddp.NoLog()
     m = _setup_model(cfg, device, log)
     curriculum = cfg.curriculum()
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
                      worker_init_fn=_worker_init if workers else None)
-    rd = (phantom_data if cfg.is_phantom else disk_data)(cfg, m.preprocessor, m.input_size, curriculum, loader_kw, log)
+    rd = (phantom_data if cfg.is_phantom else disk_data)(cfg, m.preprocessor, m.input_size, curriculum, loader_kw, log,
+                                                         world)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
     opt = _setup_optim(cfg, m.model, device)
     fp = run_fingerprint(cfg)
-    st = _restore(cfg, out / RESUME_FILE, fp, m.model, opt, device, log) if cfg.resume else _State()
+    ranks = _Ranks(world, device, ddp.wrap(m.model, device, world))
+    ddp.seed_rank(cfg.seed, world)
+    state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp) if cfg.resume and world.is_main else None, world)
+    st = _restore(cfg, state, m.model, opt, device, world, log) if cfg.resume else _State()
+    if world.distributed:
+        log(f"processes: {world.size} ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch {cfg.batch_size} "
+            f"= {' + '.join(str(ddp.shard_size(cfg.batch_size, World(r, world.size))) for r in range(world.size))} "
+            "per process; rank 0 validates and writes")
     log.release()  # set-up succeeded: its lines go to the terminal and train.log now
+    return _Run(out, log, m, rd, opt, ranks, fp, (rd.total_steps, warmup, curriculum), curriculum_end_epoch, t_start), st
 
+
+def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None, world: World) -> TrainResult:
+    run, st = _setup_run(cfg, world)
+    m, rd, opt, curriculum = run.m, run.rd, run.opt, run.schedule[2]
     m.model.train()
     for epoch in range(st.start_epoch, cfg.epochs if not st.stopped_early else st.start_epoch):
         t_epoch = time.perf_counter()
         scale = curriculum.scale(st.step, rd.total_steps)
         losses, lr = _train_epoch(cfg, epoch, m.model, opt, _Sized(rd.train_batches(epoch), rd.steps_per_epoch), st,
-                                  (rd.total_steps, warmup, curriculum), device, m.normalization)
+                                  run.schedule, run.ranks, m.normalization, rd.train_counts(epoch))
         train_s = time.perf_counter() - t_epoch
-        rec: dict[str, Any] = {"epoch": epoch + 1, "step": st.step, "lr": lr, "train_loss": float(np.mean(losses))}
-        if curriculum.active:
-            rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(st.step - 1, rd.total_steps)
-        if rd.has_val:
-            vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, device, opt.amp_ctx, m.normalization)
-            rec.update({f"val_{k}": v for k, v in vm.items()})
-        rec["epoch_s"] = time.perf_counter() - t_epoch
-        rec["steps_per_s"] = len(losses) / train_s
-        rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - t_start
-        score = selection_score(rec, cfg.select)
-        improved = score < st.best_val
-        if improved:
-            st.best_val, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
-            st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
-            st.best_metrics["elapsed_s"] = rec["elapsed_s"]
-            save_checkpoint(out, opt.scored, _checkpoint_config(cfg, m, rd.info, st.best_metrics))
-        elif epoch + 1 > curriculum_end_epoch:
-            st.bad_epochs += 1  # early stopping counts only once the lesions are realistic
-        rec["best"] = improved
-        if cfg.patience and st.bad_epochs >= cfg.patience and rd.has_val:
-            rec["stopped_early"] = st.stopped_early = True
-        st.history.append(jsonable(rec))
-        with open(out / LOG_FILE, "a") as f:
-            f.write(json.dumps(st.history[-1]) + "\n")
-        _save_resume(out / RESUME_FILE, m.model, opt, st, epoch + 1, fp, device)
-        log(_epoch_line(rec, cfg.epochs))
-        if on_epoch_end is not None:
-            on_epoch_end(st.history[-1])
+        rank_rng = gather_to_main(ddp.rng_state(run.ranks.device), world)  # every rank's, for resume.pt
+        if world.is_main:
+            rec: dict[str, Any] = {"epoch": epoch + 1, "step": st.step, "lr": lr, "train_loss": float(np.mean(losses))}
+            if curriculum.active:
+                rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(st.step - 1, rd.total_steps)
+            if rd.has_val:
+                vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, run.ranks.device, opt.amp_ctx,
+                               m.normalization)
+                rec.update({f"val_{k}": v for k, v in vm.items()})
+            rec["epoch_s"] = time.perf_counter() - t_epoch
+            rec["steps_per_s"] = len(losses) / train_s
+            rec["elapsed_s"] = st.elapsed_before + time.perf_counter() - run.t_start
+            _end_epoch(cfg, run, rec, st, rank_rng)
+            if on_epoch_end is not None:
+                on_epoch_end(st.history[-1])
+        st.stopped_early = broadcast_from_main(st.stopped_early, world)  # every rank stops with rank 0
         if st.stopped_early:
-            log(f"early stopping: no better {_CRITERION[cfg.select]} for {cfg.patience} epochs")
+            run.log(f"early stopping: no better {_CRITERION[cfg.select]} for {cfg.patience} epochs")
             break
-    return _finish(out, st, st.elapsed_before + time.perf_counter() - t_start, log, opt.scored)
+    wall = st.elapsed_before + time.perf_counter() - run.t_start
+    result = _finish(run.out, st, wall, run.log, opt.scored) if world.is_main else None
+    return _shared_result(result, opt.scored, world)
+
+
+def _end_epoch(cfg: TrainConfig, run: _Run, rec: dict[str, Any], st: _State, rank_rng: list[Any] | None) -> None:
+    """Rank 0's bookkeeping of a finished epoch: the best epoch so far (whose checkpoint it
+    writes), early stopping, the epoch's record in the history and the log, and resume.pt
+    (``rank_rng``: every rank's random state)."""
+    score = selection_score(rec, cfg.select)
+    improved = score < st.best_val
+    if improved:
+        st.best_val, st.best_epoch, st.bad_epochs = score, rec["epoch"], 0
+        st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
+        st.best_metrics["elapsed_s"] = rec["elapsed_s"]
+        save_checkpoint(run.out, run.opt.scored,
+                        _checkpoint_config(cfg, run.m, run.rd.info, st.best_metrics, run.ranks.world))
+    elif rec["epoch"] > run.curriculum_end_epoch:
+        st.bad_epochs += 1  # early stopping counts only once the lesions are realistic
+    rec["best"] = improved
+    if cfg.patience and st.bad_epochs >= cfg.patience and run.rd.has_val:
+        rec["stopped_early"] = st.stopped_early = True
+    st.history.append(jsonable(rec))
+    with open(run.out / LOG_FILE, "a") as f:
+        f.write(json.dumps(st.history[-1]) + "\n")
+    _save_resume(run.out / RESUME_FILE, run.m.model, run.opt, st, rec["epoch"], run.fp, run.ranks.device, rank_rng)
+    run.log(_epoch_line(rec, cfg.epochs))
+
+
+def _shared_result(result: TrainResult | None, scored: nn.Module, world: World) -> TrainResult:
+    """Rank 0's result on every rank (each with its own copy of the model: DDP kept them equal)."""
+    if not world.distributed:
+        assert result is not None
+        return result
+    shared = broadcast_from_main(None if result is None else dataclasses.replace(result, model=None), world)
+    return dataclasses.replace(shared, model=scored.eval())
 
 
 class _Sized:
