@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-from collections.abc import Iterator
+import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .errors import ConfigError
 
-__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "process_group", "rank_device"]
+__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "on_main", "process_group",
+           "quiet_unless_main", "rank_device"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,3 +130,44 @@ def broadcast_from_main(obj: Any, world: World) -> Any:
     box = [obj if world.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _travels(exc: BaseException) -> BaseException:
+    """``exc`` itself if it survives pickling (our one-line errors do), else its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(str(exc) or type(exc).__name__)
+
+
+def on_main(fn: Callable[[], T], world: World) -> T | None:
+    """``fn()`` run by rank 0 alone (its value there, None on the others). An error it raises is
+    raised on every rank, so a refusal on rank 0 (a bad ``--out``) is the same one-line error
+    and exit status everywhere and no rank waits for rank 0 in a later collective."""
+    if not world.distributed:
+        return fn()
+    value: T | None = None
+    error: BaseException | None = None
+    if world.is_main:
+        try:
+            value = fn()
+        except Exception as exc:
+            error = exc
+    shared = broadcast_from_main(None if error is None else _travels(error), world)
+    if error is not None:
+        raise error
+    if shared is not None:
+        raise shared
+    return value
+
+
+@contextlib.contextmanager
+def quiet_unless_main(world: World) -> Iterator[None]:
+    """Rank 0 alone prints (progress, warnings, tables): the others' stdout and stderr go nowhere
+    inside the block. An error leaving the block is still printed by the caller, on every rank."""
+    if world.is_main:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield
