@@ -23,6 +23,7 @@ __all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "o
            "quiet_unless_main", "rank_device"]
 
 T = TypeVar("T")
+_EVERY_RANK = "_xaiseg_raised_on_every_rank"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ def process_group(world: World, device: torch.device, timeout_s: float = 1800.0)
     dist.init_process_group(backend=backend, timeout=_dt.timedelta(seconds=timeout_s))
     try:
         yield
+    except BaseException as exc:
+        if getattr(exc, _EVERY_RANK, False):  # on_main's error: every rank is here, none exits first
+            dist.barrier()
+        raise
+    else:
+        dist.barrier()  # no rank closes its connections while another still reads from them (gloo aborts)
     finally:
         dist.destroy_process_group()
 
@@ -155,10 +162,10 @@ def on_main(fn: Callable[[], T], world: World) -> T | None:
         except Exception as exc:
             error = exc
     shared = broadcast_from_main(None if error is None else _travels(error), world)
-    if error is not None:
-        raise error
     if shared is not None:
-        raise shared
+        error = error if error is not None else shared
+        setattr(error, _EVERY_RANK, True)  # process_group lets the ranks leave together
+        raise error
     return value
 
 
