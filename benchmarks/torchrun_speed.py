@@ -42,7 +42,8 @@ def one_run(processes: int, threads: int, data: str | None, limit: int | None, d
     wall_col = summary[0].index("wall_time_s") if "wall_time_s" in summary[0] else None
     cells = [[c for i, c in enumerate(row) if i != wall_col] for row in summary]  # timing aside
     return {"processes": processes, "threads": threads, "process_wall_s": wall, "elapsed_s": timing["elapsed_s"],
-            "slices": timing["slices"], "slices_per_s": timing["slices_per_s"], "summary": cells}
+            "slices": timing["slices"], "slices_per_s": timing["slices_per_s"], "stage_s": timing["stage_s"],
+            "summary": cells}
 
 
 def main(argv: list[str] | None = None) -> int:
