@@ -10,16 +10,20 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-from collections.abc import Iterator, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .errors import ConfigError
 
-__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "process_group", "rank_device",
-           "sum_over_ranks"]
+__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "on_main", "process_group",
+           "quiet_unless_main", "rank_device", "sum_over_ranks"]
+
+T = TypeVar("T")
+_EVERY_RANK = "_xaiseg_raised_on_every_rank"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,12 @@ def process_group(world: World, device: torch.device, timeout_s: float = 1800.0)
     dist.init_process_group(backend=backend, timeout=_dt.timedelta(seconds=timeout_s))
     try:
         yield
+    except BaseException as exc:
+        if getattr(exc, _EVERY_RANK, False):  # on_main's error: every rank is here, none exits first
+            dist.barrier()
+        raise
+    else:
+        dist.barrier()  # no rank closes its connections while another still reads from them (gloo aborts)
     finally:
         dist.destroy_process_group()
 
@@ -141,3 +151,44 @@ def sum_over_ranks(values: Sequence[float], world: World) -> list[float]:
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def _travels(exc: BaseException) -> BaseException:
+    """``exc`` itself if it survives pickling (our one-line errors do), else its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - whatever fails to pickle travels as its message
+        return RuntimeError(str(exc) or type(exc).__name__)
+
+
+def on_main(fn: Callable[[], T], world: World) -> T | None:
+    """``fn()`` run by rank 0 alone (its value there, None on the others). An error it raises is
+    raised on every rank, so a refusal on rank 0 (a bad ``--out``) is the same one-line error
+    and exit status everywhere and no rank waits for rank 0 in a later collective."""
+    if not world.distributed:
+        return fn()
+    value: T | None = None
+    error: BaseException | None = None
+    if world.is_main:
+        try:
+            value = fn()
+        except Exception as exc:  # noqa: BLE001 - every error must reach the other ranks
+            error = exc
+    shared = broadcast_from_main(None if error is None else _travels(error), world)
+    if shared is not None:
+        error = error if error is not None else shared
+        setattr(error, _EVERY_RANK, True)  # process_group lets the ranks leave together
+        raise error
+    return value
+
+
+@contextlib.contextmanager
+def quiet_unless_main(world: World) -> Iterator[None]:
+    """Rank 0 alone prints (progress, warnings, tables): the others' stdout and stderr go nowhere
+    inside the block. An error leaving the block is still printed by the caller, on every rank."""
+    if world.is_main:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield

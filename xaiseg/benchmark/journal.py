@@ -133,9 +133,10 @@ class Completed:
 
 
 def open_journal(cfg: BenchmarkConfig, out_dir: Path, store: RunStore, record: RunRecord, inputs: Inputs,
-                 selection: Selection, labels: Sequence[str]) -> Journal | Completed:
-    """Start the run in ``out_dir``, or continue the one there (``--resume``, same key), or
-    return it when it is already complete; anything else is a one-line error."""
+                 selection: Selection, labels: Sequence[str], processes: int = 1) -> Journal | Completed:
+    """Start the run in ``out_dir``, or continue the one there (``--resume``, same key and
+    number of ``processes``), or return it when it is already complete; anything else is a
+    one-line error."""
     attempts, done = 1, set()
     run_json = out_dir / "run.json"
     if run_json.exists() or store.csv_path.exists():
@@ -149,6 +150,7 @@ def open_journal(cfg: BenchmarkConfig, out_dir: Path, store: RunStore, record: R
             raise ConfigError(f"{out_dir} holds a run with a different configuration or data; cannot resume it with these options")
         if old.get("status") == "complete" and (out_dir / "summary.json").exists():
             return _completed(cfg, out_dir)
+        _same_processes(out_dir, int(old.get("processes", 1)), processes)
         attempts = int(old.get("attempts", 1)) + 1
         done = store.recover(labels, selection.slice_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,11 +163,19 @@ def open_journal(cfg: BenchmarkConfig, out_dir: Path, store: RunStore, record: R
         "versions": provenance.versions(),
         "seeds": {"benchmark": cfg.seed, "per_unit": "crc32(seed:method:batch)", "folds": cfg.seed},
         "n_slices": len(selection.slice_ids), "n_batches": len(selection.batches), "resumed": attempts > 1,
-        "attempts": attempts,
+        "attempts": attempts, "processes": processes,  # not in the key: the results do not depend on it
     }
     journal = Journal(out_dir, store, meta, done)
     journal.write()
     return journal
+
+
+def _same_processes(out_dir: Path, started: int, now: int) -> None:
+    """Each process continues its own shard's journal: a run resumes with the processes it began with."""
+    if started == now:
+        return
+    how = "without torchrun" if started == 1 else f"with torchrun and {started} processes in all (e.g. --nproc-per-node {started})"
+    raise ConfigError(f"{out_dir} was started by {started} process(es), this is {now}; resume it {how}")
 
 
 def _completed(cfg: BenchmarkConfig, out_dir: Path) -> Completed:

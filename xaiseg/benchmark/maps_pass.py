@@ -70,11 +70,12 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     """Compute and store every (producer, batch) unit not yet done. ``after_unit`` is a test
     hook called after every finished unit (raise from it to simulate a crash)."""
     batches, done = ctx.selection.batches, journal.done
-    fresh = [(p.label, b) for b in range(len(batches)) for p in producers if (p.label, b) not in done]
+    # an empty batch belongs to another process (Selection.shard)
+    fresh = [(p.label, b) for b in range(len(batches)) if batches[b] for p in producers if (p.label, b) not in done]
     bar = progress_bar(total=len(fresh), desc="maps", unit="unit", enabled=ctx.progress)
     out_dir = journal.out_dir
     try:
-        complete = lambda b: all((p.label, b) in done for p in producers)  # noqa: E731
+        complete = lambda b: not batches[b] or all((p.label, b) in done for p in producers)  # noqa: E731
         loader = ctx.slices.for_threads(ctx.workers)
         load_batch = lambda b: [loader.load(sid) for sid in batches[b]]  # noqa: E731
         for b, loaded in prefetched(load_batch, len(batches), ctx.workers, ctx.clock, skip=complete):

@@ -31,7 +31,8 @@ from ..attribution.spec import method_class
 from ..metrics import BUILTIN_ORDER, Metric
 from ..output.folder import output_folder
 from ..registry import get_metric, list_metrics
-from ..training.checkpoint import resolve_device
+from ..distributed import World, broadcast_from_main, current_world, process_group, quiet_unless_main, rank_device
+from ..errors import ConfigError
 from ..training.verdict import maps_warning
 from .config import DEFAULT_METHODS, DEFAULT_NEGATIVE_RATIO, BenchmarkConfig
 from .inputs import SliceLoader, open_inputs
@@ -76,7 +77,21 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     if config is not None and options:
         raise TypeError("run() takes a BenchmarkConfig or its options as keywords, not both")
     cfg = config if config is not None else BenchmarkConfig(**options)
-    device = resolve_device(cfg.device)
+    world = current_world()  # several processes under torchrun (sharded.py), else one
+    if world.distributed and cfg.save_maps:
+        raise ConfigError("--save-maps writes the NIfTI maps from one process; run without torchrun, "
+                          "or drop --save-maps")
+    device = rank_device(cfg.device, world)
+    if not world.is_main:
+        cfg = dataclasses.replace(cfg, progress=False)  # rank 0 alone shows progress
+    with process_group(world, device), quiet_unless_main(world):
+        return _run(cfg, world, device, dataset, model, _after_unit, t_start)
+
+
+def _run(cfg: BenchmarkConfig, world: World, device: Any, dataset: Any, model: Any,
+         _after_unit: Callable[[str, int], None] | None, t_start: float) -> BenchmarkResult:
+    """The run on this process: stage 1 (every process makes the same selection), then stages
+    2-5 in the output folder, or over the process group (sharded.py)."""
     metrics = registered_metrics()
     clock = StageClock(device)
     inputs = open_inputs(cfg, device, clock, dataset=dataset, model=model)
@@ -104,7 +119,14 @@ def run(config: BenchmarkConfig | None = None, *, dataset: Any = None, model: An
     record = describe_run(cfg, inputs, selection, metrics, device, negative_ratio,
                           [p for p in producers if p.classifier is None])
     out_dir = Path(cfg.out) if cfg.out is not None else default_out_dir()
+    if world.distributed:
+        out_dir = Path(broadcast_from_main(str(out_dir), world))  # the default's timestamp: rank 0's
     hint = f"free some space, then run the same command with --resume --out {out_dir}"
+    if world.distributed:
+        from .sharded import sharded_stages
+
+        return sharded_stages(cfg, world, inputs, producers, selection, metrics, strategy, device, clock, record,
+                              out_dir, hint, _after_unit, t_start)
     with output_folder(out_dir, BENCHMARK_OUTPUT), disk_errors(out_dir, hint):  # one run per folder
         store = RunStore(out_dir, slice_columns(metrics, cfg.multi), selection.batch_of)
         journal = open_journal(cfg, out_dir, store, record, inputs, selection, labels)
@@ -142,11 +164,8 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
     labels = [p.label for p in producers]
     probability_rows = frozenset(p.label for p in producers if p.probabilities)
 
-    slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
-                         "none" if cfg.brain_mask == "none" else "auto", clock)
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    ctx = MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress,
-                      workers)
+    ctx = maps_context(cfg, inputs, selection, metrics, strategy, device, clock)
+    slices, workers = ctx.slices, ctx.workers
     maps = maps_pass(ctx, producers, journal, _after_unit)
     by_key = read_rows(store, labels, selection.slice_ids)
     curves = collect_curves(store, selection, labels, by_key)
@@ -155,9 +174,24 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
                          progress=cfg.progress, probability_rows=probability_rows, workers=workers)
-    checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
-                  labels, checkpoint_of, frozenset(p.label for p in producers if p.classifier is None))
+                  labels, *row_kinds(cfg, producers))
+
+
+def maps_context(cfg: BenchmarkConfig, inputs: Any, selection: Selection, metrics: list[Metric], strategy: Any,
+                 device: Any, clock: StageClock) -> MapsContext:
+    """What the maps pass reads for ``selection`` (the run's, or one process's shard of it)."""
+    slices = SliceLoader(inputs.dataset, inputs.classifier.loaded.preprocessor,
+                         "none" if cfg.brain_mask == "none" else "auto", clock)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    return MapsContext(selection, inputs.records, slices, metrics, strategy.grid, cfg.seed, device, clock, cfg.progress,
+                       workers)
+
+
+def row_kinds(cfg: BenchmarkConfig, producers: Sequence[Any]) -> tuple[dict[str, str] | None, frozenset[str]]:
+    """The report's ``checkpoint_of`` (each row's classifier, with several) and segmenter rows."""
+    checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
+    return checkpoint_of, frozenset(p.label for p in producers if p.classifier is None)
 
 
 def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection: Selection, metrics: list[Metric],

@@ -106,19 +106,24 @@ def _truth_loader(store: RunStore, slices: SliceLoader, selection: Selection, wo
 def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, methods: Sequence[str], by_key: dict,
                 strategy: ThresholdStrategy, thresholds: FoldThresholds, metrics: Sequence[Metric], clock: StageClock, *,
                 montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True,
-                probability_rows: frozenset[str] = frozenset(), workers: int = 0) -> ScoresPassResult:
+                probability_rows: frozenset[str] = frozenset(), workers: int = 0,
+                sample: set[int] | None = None) -> ScoresPassResult:
     """Threshold every cached map, score it, and rewrite slices.csv complete (the report reads
     it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there.
-    ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised)."""
-    sample = sample_positive(by_key, methods[0], selection.slice_ids, montage_slices)
+    ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised).
+    ``sample``: the montage's slices when ``by_key`` holds only a shard of the run's rows (the
+    whole run's :func:`sample_positive`); empty batches (another process's) are skipped."""
+    if sample is None:
+        sample = sample_positive(by_key, methods[0], selection.slice_ids, montage_slices)
     montage: dict[str, list] = {m: [] for m in methods}
     nifti = None
     if maps_dir is not None:
         from .nifti_maps import MapVolumes
 
         nifti = MapVolumes(maps_dir, methods)
-    bar = progress_bar(total=len(selection.batches), desc="scores", unit="batch", enabled=progress)
-    for b, loaded in prefetched(_truth_loader(store, slices, selection, workers), len(selection.batches), workers, clock):
+    bar = progress_bar(total=sum(map(bool, selection.batches)), desc="scores", unit="batch", enabled=progress)
+    load = _truth_loader(store, slices, selection, workers)
+    for b, loaded in prefetched(load, len(selection.batches), workers, clock, skip=lambda b: not selection.batches[b]):
         bar.update(1)
         ids = selection.batches[b]
         for m in methods:

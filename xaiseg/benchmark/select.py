@@ -31,6 +31,14 @@ class Selection:
     def fold(self, sid: int) -> int:
         return self.fold_of_subject[self.subject_of[sid]]
 
+    def shard(self, rank: int, size: int) -> "Selection":
+        """The part of the selection that process ``rank`` of ``size`` computes: the batches
+        ``b`` with ``b % size == rank``. The other batches are left empty (the passes skip them)
+        rather than dropped, so every batch keeps its index, hence its seed, its cache file and
+        its ``batch`` column, and its composition: each unit is the single-process run's."""
+        batches = [ids if b % size == rank else [] for b, ids in enumerate(self.batches)]
+        return Selection([sid for ids in batches for sid in ids], batches, self.subject_of, self.fold_of_subject, self.k)
+
 
 def record_field(r: Any, key: str) -> Any:
     return r[key] if isinstance(r, dict) else getattr(r, key)

@@ -71,11 +71,14 @@ def benchmark(**values: Any) -> None:
 
     from ..benchmark import run
     from ..data.base import quiet_skip_warnings, skipped_summary
+    from ..distributed import current_world
 
     t0 = time.perf_counter()
     cfg = config_from_cli(values)
     with quiet_skip_warnings():  # the line below says what --skip-bad skipped
         result = run(cfg)
+    if not current_world().is_main:  # under torchrun rank 0 alone prints
+        return
     skipped = result.config.get("skipped") or []
     if skipped:
         click.echo(skipped_summary(skipped), err=True)
