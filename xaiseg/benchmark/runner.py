@@ -154,7 +154,7 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress, probability_rows=probability_rows, workers=workers)
+                         progress=cfg.progress, probability_rows=probability_rows, workers=workers, device=device)
     checkpoint_of = {p.label: p.classifier.name for p in producers if p.classifier is not None} if cfg.multi else None
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
                   labels, checkpoint_of, frozenset(p.label for p in producers if p.classifier is None))

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from ..progress import progress_bar
 
 from ..errors import DataError
 from ..metrics import Metric
 from ..thresholds import ThresholdStrategy
-from .evaluate import evaluation_map, thresholded_scores
+from .evaluate import EvaluationGrid, thresholded_scores
 from .inputs import SliceLoader
 from .prefetch import prefetched
 from .select import Selection
@@ -106,10 +107,12 @@ def _truth_loader(store: RunStore, slices: SliceLoader, selection: Selection, wo
 def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, methods: Sequence[str], by_key: dict,
                 strategy: ThresholdStrategy, thresholds: FoldThresholds, metrics: Sequence[Metric], clock: StageClock, *,
                 montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True,
-                probability_rows: frozenset[str] = frozenset(), workers: int = 0) -> ScoresPassResult:
+                probability_rows: frozenset[str] = frozenset(), workers: int = 0,
+                device: torch.device | str = "cpu") -> ScoresPassResult:
     """Threshold every cached map, score it, and rewrite slices.csv complete (the report reads
     it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there.
-    ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised)."""
+    ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised);
+    ``device``: where the maps are put back on the slice grids (the run's device)."""
     sample = sample_positive(by_key, methods[0], selection.slice_ids, montage_slices)
     montage: dict[str, list] = {m: [] for m in methods}
     nifti = None
@@ -121,13 +124,17 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
     for b, loaded in prefetched(_truth_loader(store, slices, selection, workers), len(selection.batches), workers, clock):
         bar.update(1)
         ids = selection.batches[b]
+        with clock("metrics"):
+            grid = EvaluationGrid([s[1] for s in loaded], device)  # every method's maps of this batch
         for m in methods:
             with clock("store"):
                 q = store.load_unit(m, b, "maps")
+            with clock("metrics"):
+                sals = grid.maps(q, renormalize=m not in probability_rows)
             for j, sid in enumerate(ids):
                 _x, truth, item = loaded[j]
                 with clock("metrics"):
-                    sal = evaluation_map(q[j], truth, renormalize=m not in probability_rows)
+                    sal = sals[j]
                     r = by_key[(m, sid)]
                     t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
                     scores = thresholded_scores(sal, truth, t, metrics)
