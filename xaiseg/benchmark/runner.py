@@ -204,13 +204,12 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
 def _curve_figures(fig_dir: Path, methods: list[str], scores: ScoresPassResult, curves: Curves, grid: np.ndarray,
                    thresholds: FoldThresholds, clock: StageClock) -> dict[str, Path]:
     """The overlay montage of each method and the mean Dice-vs-threshold curves."""
-    from .figures import dice_curves, overlay_montage
+    from .figures import dice_curves, overlay_montages
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     with clock("figures"):
-        for m in methods:
-            if scores.montage.get(m):
-                paths[f"figure_montage_{m}"] = overlay_montage(m, scores.montage[m], fig_dir)
+        montages = overlay_montages({m: scores.montage.get(m) or [] for m in methods}, fig_dir)
+        paths.update({f"figure_montage_{m}": p for m, p in montages.items()})
         paths["figure_dice_curves"] = dice_curves(curves.mean(), grid, thresholds, fig_dir)
     return paths
