@@ -33,7 +33,7 @@ def _methods(model, texts):
 
 @pytest.fixture(scope="module")
 def swin():
-    return tiny_swin(img_size=64, window_size=4, depths=(2, 2, 2), num_heads=(2, 2, 4), embed_dim=8, num_classes=3)
+    return tiny_swin(img_size=32, window_size=4, depths=(2, 2, 2), num_heads=(2, 2, 4), embed_dim=8, num_classes=3)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_every_combination_equals_each_alone(which, request):
     model = request.getfixturevalue(which)
     texts = SWIN_METHODS if which == "swin" else VIT_METHODS
     torch.manual_seed(1)
-    size = 64 if which == "swin" else 32
+    size = 32
     x = torch.randn(3, 3, size, size)
     methods = _methods(model, texts)
     with warnings.catch_warnings():
@@ -104,7 +104,7 @@ def test_every_combination_equals_each_alone(which, request):
 @pytest.mark.parametrize("which", ["swin", "vit"])
 def test_one_forward_and_one_backward(which, request, monkeypatch):
     model = request.getfixturevalue(which)
-    size = 64 if which == "swin" else 32
+    size = 32
     x = torch.randn(2, 3, size, size)
     # on a ViT, methods recording other blocks run another forward (see _expected_passes)
     methods = _methods(model, SWIN_METHODS if which == "swin" else [t for t in VIT_METHODS if "blocks" not in t])
@@ -127,7 +127,7 @@ def test_one_forward_and_one_backward(which, request, monkeypatch):
 
 
 def test_groups_by_target_and_inputs(swin):
-    x, other = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    x, other = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
     a, b = _methods(swin, ["rollout", "hgi-sam"])
     with xaiseg.sharing() as memo:
         memo.declare(a, x, 0)
@@ -145,7 +145,7 @@ def test_groups_by_target_and_inputs(swin):
 
 
 def test_seconds_are_split_evenly(swin):
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)
     methods = _methods(swin, ["rollout", "grad-rollout", "hgi-sam"])
     with xaiseg.sharing() as memo:
         keys = [memo.declare(m, x, 1) for m in methods]
@@ -173,7 +173,7 @@ class _ThirdParty(xaiseg.Attribution):
 
 
 def test_a_method_that_does_not_opt_in_keeps_working(swin, monkeypatch):
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)
     third = _ThirdParty(swin)
     rollout, hgi = _methods(swin, ["rollout", "hgi-sam"])
     alone = [third.attribute(x), rollout.attribute(x), hgi.attribute(x)]
@@ -190,7 +190,7 @@ def test_a_method_that_does_not_opt_in_keeps_working(swin, monkeypatch):
 
 
 def test_inference_mode_does_not_share(swin):
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     (rollout,) = _methods(swin, ["rollout"])
     with torch.inference_mode(), xaiseg.sharing() as memo:
         assert memo.declare(rollout, x) is None

@@ -75,8 +75,8 @@ class EvaluationGrid:
             if tuple(m.shape[1:]) != tuple(self.shapes[idx[0]]):
                 raise RuntimeError(f"map put back on the original grid has shape {tuple(m.shape[1:])}, the mask {self.shapes[idx[0]]}")
             if brain is not None:
-                m = m * brain
-            m = minmax_normalize(m) if renormalize else m.clamp(0.0, 1.0)
+                m.mul_(brain)  # in place: m is new, and a fresh 512² buffer costs its page faults again
+            m = minmax_normalize(m) if renormalize else m.clamp_(0.0, 1.0)
             host = m.cpu().numpy()
             for k, j in enumerate(idx):
                 out[j] = host[k]
