@@ -91,6 +91,8 @@ def test_every_output_file_and_its_columns(full):
     # the per-method map seconds of slices.csv are measured inside the attribution stage
     assert sum(meta["method_wall_s"].values()) <= stages["attribution"] + 1e-6
     assert timing["slices_per_s"] == pytest.approx(30 / timing["elapsed_s"])
+    # hgi-sam and swin-sam explain the same logit: one shared forward per batch of 8 (4 batches)
+    assert timing["shared_attention"] == {"passes": 4, "forwards_saved": 4, "backwards_saved": 0}
     figs = sorted(p.name for p in (out / "figures").iterdir())
     assert "dice-by-method.png" in figs and "dice-vs-threshold.png" in figs
     assert sum(f.startswith("montage-") for f in figs) == len(METHODS)

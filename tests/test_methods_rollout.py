@@ -211,7 +211,7 @@ def test_rollout_memory_is_linear_in_tokens(model, x):
     # What a block keeps is the fused (B·nW, N, N) window matrix: B·T·N numbers, not T².
     method = xaiseg.get_method("rollout")(model)
     blocks = method.adapter.blocks(method.stages)
-    mats = method._window_matrices(x, None, blocks)
+    mats = method._window_matrices(xaiseg.shared_pass(method, x, None))
     for blk, m in zip(blocks, mats):
         T = blk.grid[0] * blk.grid[1]
         assert m.shape == (2 * blk.num_windows, blk.window_tokens, blk.window_tokens)

@@ -9,7 +9,8 @@ from ._version import __version__
 from .adapters import (ATTENTION, FEATURE_MAP, SHIFTED_WINDOWS, BlockInfo, GlobalAttentionAdapter, HookCapture,
                        ModelAdapter, StageInfo, SwinAdapter, SwinV2Adapter, ViTAdapter, get_adapter, method_supports,
                        methods_for, support_reason)
-from .attribution.attention import AttentionPass, attention_pass, softmax_backward
+from .attribution.attention import AttentionPass, AttentionRequest, attention_pass, attention_passes, softmax_backward
+from .attribution.shared import SharedPasses, shared_pass, sharing
 from .attribution.base import Attribution
 from .attribution.maps import input_attribution_to_map, minmax_normalize, upsample
 from .registry import (
@@ -38,6 +39,11 @@ __all__ = [
     "methods_for",
     "support_reason",
     "AttentionPass",
+    "AttentionRequest",
+    "SharedPasses",
+    "attention_passes",
+    "shared_pass",
+    "sharing",
     "Attribution",
     "BlockInfo",
     "MethodInfo",

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 
 import xaiseg
-from xaiseg import Attribution, BlockInfo, attention_pass, minmax_normalize, upsample
+from xaiseg import AttentionRequest, Attribution, BlockInfo, minmax_normalize, shared_pass, upsample
 from xaiseg.errors import ConfigError
 
 
@@ -72,13 +72,15 @@ class HGISAM(Attribution):
         blocks = self.adapter.blocks(self.stages)
         return blocks if self.block_ids is None else [blocks[i] for i in self.block_ids]
 
-    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, brain_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention_request(self) -> AttentionRequest:
         blocks = self._chosen_blocks()
         if self.needs_gradients:
-            run = attention_pass(self.adapter, inputs, blocks, target, gradients=True,
-                                 reduce_probs=_query_mean, reduce_grads=_frobenius)
-        else:
-            run = attention_pass(self.adapter, inputs, blocks, target, reduce_probs=_head_query_mean)
+            return AttentionRequest(blocks, gradients=True, reduce_probs=_query_mean, reduce_grads=_frobenius)
+        return AttentionRequest(blocks, reduce_probs=_head_query_mean)
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None, brain_mask: torch.Tensor | None = None) -> torch.Tensor:
+        blocks = self._chosen_blocks()
+        run = shared_pass(self, inputs, target)  # shared with other methods when run together
         size = tuple(inputs.shape[-2:])
         out: torch.Tensor | None = None
         start = 0

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 
 import xaiseg
-from xaiseg import Attribution, BlockInfo, attention_pass, minmax_normalize, upsample
+from xaiseg import AttentionPass, AttentionRequest, Attribution, BlockInfo, minmax_normalize, shared_pass, upsample
 from xaiseg.errors import ConfigError
 
 _FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -122,9 +122,11 @@ class Rollout(Attribution):
         self.stages = list(range(first, last + 1))
 
     # The two methods differ only in how a block's heads become one window matrix.
-    def _window_matrices(self, inputs: torch.Tensor, target: torch.Tensor | None, blocks: list[BlockInfo]) -> list[torch.Tensor]:
+    def attention_request(self) -> AttentionRequest:
         fuse = _FUSIONS[self.head_fusion]
-        run = attention_pass(self.adapter, inputs, blocks, target, reduce_probs=lambda p, b: self._thin(fuse(p), b))
+        return AttentionRequest(self.adapter.blocks(self.stages), reduce_probs=lambda p, b: self._thin(fuse(p), b))
+
+    def _window_matrices(self, run: AttentionPass) -> list[torch.Tensor]:
         return [r.probs for r in run.records]
 
     def _thin(self, mats: torch.Tensor, block: BlockInfo) -> torch.Tensor:
@@ -144,7 +146,7 @@ class Rollout(Attribution):
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         blocks = self.adapter.blocks(self.stages)
-        mats = self._window_matrices(inputs, target, blocks)
+        mats = self._window_matrices(shared_pass(self, inputs, target))  # shared with other methods when run together
         r = self.propagate(mats, blocks, inputs.shape[0])
         # Subtract the minimum before leaving float64 so that the differences keep their digits.
         r = (r - r.amin(dim=(-2, -1), keepdim=True)).float()
@@ -199,7 +201,7 @@ class GradRollout(Rollout):
             raise ConfigError(f"gradient must be 'probs' (∂y/∂A, Chefer) or 'scores' (∂y/∂Z), got {gradient!r}")
         self.gradient = gradient
 
-    def _window_matrices(self, inputs: torch.Tensor, target: torch.Tensor | None, blocks: list[BlockInfo]) -> list[torch.Tensor]:
+    def attention_request(self) -> AttentionRequest:
         # A must be whole (per head) until its gradient exists; autograd keeps softmax's output
         # for the backward anyway, so the detached reference costs no extra memory.
         probs: dict[str, torch.Tensor] = {}
@@ -211,7 +213,9 @@ class GradRollout(Rollout):
         def combine(g: torch.Tensor, b: BlockInfo) -> torch.Tensor:
             return self._thin((g * probs.pop(b.name)).clamp(min=0).mean(dim=1), b)
 
-        run = attention_pass(self.adapter, inputs, blocks, target, gradients=True,
-                             reduce_probs=keep, reduce_grads=combine, wrt=self.gradient)
+        return AttentionRequest(self.adapter.blocks(self.stages), gradients=True, reduce_probs=keep,
+                                reduce_grads=combine, wrt=self.gradient)
+
+    def _window_matrices(self, run: AttentionPass) -> list[torch.Tensor]:
         assert run.grads is not None
         return run.grads

@@ -12,6 +12,7 @@ from torch import nn
 from ..adapters import ModelAdapter, get_adapter
 from ..adapters.support import model_agnostic, support_reason
 from ..errors import ConfigError
+from .attention import AttentionRequest
 from .options import check_types, parameter_hints
 from ..registry import UnknownNameError
 from .targets import normalize_target
@@ -156,6 +157,14 @@ class Attribution(abc.ABC):
         return maps.clamp_(0.0, 1.0)
 
     __call__ = attribute
+
+    def attention_request(self) -> "AttentionRequest | None":
+        """Opt in to sharing one attention pass with other methods (xaiseg.attribution.shared):
+        what this method needs recorded — blocks, reducers, gradients — as a fresh
+        :class:`~xaiseg.attribution.attention.AttentionRequest` (reducers may hold per-pass
+        state). Such a method gets its pass from :func:`~xaiseg.attribution.shared.shared_pass`
+        in ``_attribute``. None (the default): the method runs however it likes, never shared."""
+        return None
 
     def _check_fits(self, inputs: torch.Tensor) -> None:
         # The adapter reads token grids and windows off the model as built; another input size

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from ..progress import progress_bar
 
+from ..attribution.shared import sharing
 from ..data.constants import SUBTYPES
 from ..errors import OutputError, XaisegError
 from ..metrics import Metric
-from .evaluate import SliceTruth, curve, evaluation_map, quantize, threshold_free_scores
+from .evaluate import EvaluationGrid, SliceTruth, curve, quantize, threshold_free_scores
 from .inputs import Classifier, SliceLoader
 from .prefetch import prefetched
 from .journal import Journal
@@ -84,12 +85,18 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             with ctx.clock("store"):
                 journal.store.write_brains(b, [s[1].brain for s in loaded])
             batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)
-            for producer in missing:
-                _unit(ctx, producer, b, ids, loaded, batch, probs.get(id(producer.classifier)), journal)
-                bar.update(1)
-                bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
-                if after_unit is not None:
-                    after_unit(producer.label, b)
+            with ctx.clock("metrics"):
+                grid = EvaluationGrid([s[1] for s in loaded], ctx.device)  # every producer's maps of this batch
+            with sharing() as memo:  # attention methods on the same logit: one forward/backward
+                keys = [p.declare(memo, batch) if hasattr(p, "declare") else None for p in missing]
+                for producer, key in zip(missing, keys):
+                    _unit(ctx, producer, b, ids, loaded, batch, probs.get(id(producer.classifier)), journal, grid,
+                          lambda key=key: memo.charged_seconds(key))
+                    bar.update(1)
+                    bar.set_postfix_str(f"{producer.label} batch {b + 1}/{len(batches)}")
+                    if after_unit is not None:
+                        after_unit(producer.label, b)
+            ctx.clock.count("shared_attention", memo.stats())
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
@@ -124,18 +131,21 @@ def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list)
 
 
 def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, batch: MapBatch,
-          probs: np.ndarray | None, journal: Journal) -> None:
-    """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store."""
+          probs: np.ndarray | None, journal: Journal, grid: EvaluationGrid,
+          charged: Callable[[], float] = lambda: 0.0) -> None:
+    """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store.
+    ``charged``: seconds to add to the unit's own (a pass shared by n methods counts 1/n to each)."""
     torch.manual_seed(unit_seed(ctx.seed, producer.seed_key, b))
     with ctx.clock("attribution"):
         t0 = time.perf_counter()
         q = quantize(producer.maps(batch))  # includes the copy to the host (a CUDA sync)
-        dt = time.perf_counter() - t0
+        dt = time.perf_counter() - t0 + charged()
     rows, curves = [], []
     with ctx.clock("metrics"):
+        sals = grid.maps(q, renormalize=not producer.probabilities)
         for j, sid in enumerate(ids):
             _x, truth, item = loaded[j]
-            sal = evaluation_map(q[j], truth, renormalize=not producer.probabilities)
+            sal = sals[j]
             row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid),
                            None if probs is None else probs[j])
             row["map_seconds"] = dt / len(ids)

@@ -4,7 +4,9 @@ A producer has a ``label`` (its name in every table, file and the resume key), t
 ``classifier`` whose input batch it reads and whose probability its rows carry (None: a
 segmenter, whose rows carry none), a ``seed_key`` (what its stochastic draws are seeded by),
 ``probabilities`` (its maps are probabilities, thresholded as they are rather than min–max
-renormalised) and turns a :class:`MapBatch` into one map per image on the model's input grid. Today every producer is an attribution method
+renormalised) and turns a :class:`MapBatch` into one map per image on the model's input grid;
+optionally it ``declare``\ s its call to the batch's :class:`~xaiseg.attribution.shared.SharedPasses`
+first (attention methods share one forward/backward per batch). Today every producer is an attribution method
 explaining one logit of one of the run's classifiers (a method registered in
 ``xaiseg.methods``: adding one to the benchmark is writing that one class). The maps pass
 asks nothing else of a producer, so other sources of maps — a supervised segmenter's
@@ -13,12 +15,13 @@ probability map (:mod:`.segmenter_producer`) — are further producers, not chan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Hashable, Protocol, Sequence
 
 import torch
 
 from ..data.constants import SUBTYPES
 from ..errors import ConfigError
+from ..attribution.shared import SharedPasses
 from ..attribution.spec import MethodSpec, build_method, method_class
 from .checkpoints import row_label
 from .inputs import Classifier
@@ -61,6 +64,11 @@ class AttributionProducer:
 
     def maps(self, batch: MapBatch) -> torch.Tensor:
         return self.method.attribute(batch.input_of(self.classifier), target=self.target)
+
+    def declare(self, memo: SharedPasses, batch: MapBatch) -> Hashable | None:
+        """Announce this producer's call to the batch's memo (attention methods explaining the
+        same logit of the same classifier then share one pass; None: it shares nothing)."""
+        return memo.declare(self.method, batch.input_of(self.classifier), self.target)
 
 
 def explained_targets(classifier: Classifier, targets: str) -> list[tuple[str, int]]:

@@ -173,7 +173,7 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress, probability_rows=probability_rows, workers=workers)
+                         progress=cfg.progress, probability_rows=probability_rows, workers=workers, device=device)
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
                   labels, *row_kinds(cfg, producers))
 
@@ -238,13 +238,12 @@ def report(cfg: BenchmarkConfig, journal: Journal, record: RunRecord, selection:
 def _curve_figures(fig_dir: Path, methods: list[str], scores: ScoresPassResult, curves: Curves, grid: np.ndarray,
                    thresholds: FoldThresholds, clock: StageClock) -> dict[str, Path]:
     """The overlay montage of each method and the mean Dice-vs-threshold curves."""
-    from .figures import dice_curves, overlay_montage
+    from .figures import dice_curves, overlay_montages
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     with clock("figures"):
-        for m in methods:
-            if scores.montage.get(m):
-                paths[f"figure_montage_{m}"] = overlay_montage(m, scores.montage[m], fig_dir)
+        montages = overlay_montages({m: scores.montage.get(m) or [] for m in methods}, fig_dir)
+        paths.update({f"figure_montage_{m}": p for m, p in montages.items()})
         paths["figure_dice_curves"] = dice_curves(curves.mean(), grid, thresholds, fig_dir)
     return paths

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from ..progress import progress_bar
 
 from ..errors import DataError
 from ..metrics import Metric
 from ..thresholds import ThresholdStrategy
-from .evaluate import evaluation_map, thresholded_scores
+from .evaluate import EvaluationGrid, thresholded_scores
 from .inputs import SliceLoader
 from .prefetch import prefetched
 from .select import Selection
@@ -107,12 +108,13 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
                 strategy: ThresholdStrategy, thresholds: FoldThresholds, metrics: Sequence[Metric], clock: StageClock, *,
                 montage_slices: int = 6, maps_dir: Path | None = None, progress: bool = True,
                 probability_rows: frozenset[str] = frozenset(), workers: int = 0,
-                sample: set[int] | None = None) -> ScoresPassResult:
+                sample: set[int] | None = None, device: torch.device | str = "cpu") -> ScoresPassResult:
     """Threshold every cached map, score it, and rewrite slices.csv complete (the report reads
     it back from disk); with ``maps_dir`` also write the maps as NIfTI volumes there.
     ``probability_rows``: the rows whose maps are probabilities (not min–max renormalised).
     ``sample``: the montage's slices when ``by_key`` holds only a shard of the run's rows (the
-    whole run's :func:`sample_positive`); empty batches (another process's) are skipped."""
+    whole run's :func:`sample_positive`); empty batches (another process's) are skipped.
+    ``device``: where the maps are put back on the slice grids (the run's device)."""
     if sample is None:
         sample = sample_positive(by_key, methods[0], selection.slice_ids, montage_slices)
     montage: dict[str, list] = {m: [] for m in methods}
@@ -126,13 +128,17 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
     for b, loaded in prefetched(load, len(selection.batches), workers, clock, skip=lambda b: not selection.batches[b]):
         bar.update(1)
         ids = selection.batches[b]
+        with clock("metrics"):
+            grid = EvaluationGrid([s[1] for s in loaded], device)  # every method's maps of this batch
         for m in methods:
             with clock("store"):
                 q = store.load_unit(m, b, "maps")
+            with clock("metrics"):
+                sals = grid.maps(q, renormalize=m not in probability_rows)
             for j, sid in enumerate(ids):
                 _x, truth, item = loaded[j]
                 with clock("metrics"):
-                    sal = evaluation_map(q[j], truth, renormalize=m not in probability_rows)
+                    sal = sals[j]
                     r = by_key[(m, sid)]
                     t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
                     scores = thresholded_scores(sal, truth, t, metrics)

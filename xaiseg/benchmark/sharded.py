@@ -93,7 +93,7 @@ def _stages(cfg: Any, world: World, inputs: Any, producers: Sequence[Any], selec
     calibrated = on_main(lambda: _calibrate(strategy, selection, labels, gathered, cfg.montage_slices), world)
     thresholds, sample = broadcast_from_main(None if calibrated is None else calibrated[1:], world)
     scores = scores_pass(store, ctx.slices, shard, labels, by_key, strategy, thresholds, metrics, clock,
-                         montage_slices=cfg.montage_slices, progress=cfg.progress, workers=ctx.workers, sample=sample,
+                         montage_slices=cfg.montage_slices, progress=cfg.progress, workers=ctx.workers, sample=sample, device=ctx.device,
                          probability_rows=frozenset(p.label for p in producers if p.probabilities))
     in_montage = [sid for sid in shard.slice_ids if sid in sample]  # the order the scores pass met them
     montage = {m: list(zip(in_montage, scores.montage[m])) for m in labels}

@@ -23,6 +23,7 @@ class StageClock:
 
     def __init__(self, device: torch.device | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.counts: dict[str, dict[str, int]] = {}  # e.g. shared_attention: passes, forwards_saved, ...
         self._cuda = device is not None and device.type == "cuda"
         self._device = device
 
@@ -38,15 +39,24 @@ class StageClock:
                 torch.cuda.synchronize(self._device)
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
+    def count(self, group: str, counts: dict[str, int]) -> None:
+        """Add ``counts`` to the totals of ``group`` (reported in run.json's ``timing``)."""
+        totals = self.counts.setdefault(group, {})
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + int(v)
+
     def report(self, elapsed_s: float, n_slices: int, n_maps: int) -> dict:
         """run.json's ``timing``: seconds and share per stage, the untimed rest ("other": imports
         of the methods' packages, method set-up, data fingerprint, run bookkeeping), and throughput
-        of this attempt (``n_slices`` / ``n_maps`` it computed: a resumed run skips the rest)."""
+        of this attempt (``n_slices`` / ``n_maps`` it computed: a resumed run skips the rest), and
+        each group of :meth:`count` (``shared_attention``: the attention passes methods shared,
+        the forwards and backwards that sharing saved)."""
         stages = {s: self.seconds[s] for s in STAGES if s in self.seconds}
         stages.update({s: v for s, v in self.seconds.items() if s not in stages})
         other = max(0.0, elapsed_s - sum(stages.values()))
         stages["other"] = other
         return {
+            **{g: dict(c) for g, c in self.counts.items()},
             "elapsed_s": elapsed_s,
             "stage_s": stages,
             "stage_share": {s: (v / elapsed_s if elapsed_s > 0 else 0.0) for s, v in stages.items()},
