@@ -78,3 +78,21 @@ def test_rank_1_waiting_for_a_rank_0_that_refused_the_resume_says_one_line(tmp_p
     assert proc.returncode != 0
     assert "Error: --resume with different options than the interrupted run: lr" in proc.stderr
     assert "[rank1]: Traceback" not in proc.stderr and "[rank0]: Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_each_local_process_takes_its_own_gpu_and_one_gpu_for_all_is_refused(monkeypatch):
+    import torch
+
+    from xaiseg.distributed import World, rank_device
+    from xaiseg.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    two_here = [World(r, 4, r % 2, 2) for r in range(4)]  # two machines, two processes each
+    assert [str(rank_device("auto", w)) for w in two_here] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert [str(rank_device("cuda", w)) for w in two_here] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    with pytest.raises(ConfigError, match="would put all 2 processes of this machine on one GPU"):
+        rank_device("cuda:1", two_here[0])
+    assert str(rank_device("cuda:1", World(1, 2, 0, 1))) == "cuda:1"  # one process per machine: as given
+    with pytest.raises(ConfigError, match="has 2 GPU"):
+        rank_device("auto", World(2, 3, 2, 3))
