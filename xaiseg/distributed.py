@@ -17,13 +17,18 @@ from typing import Any, TypeVar
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, XaisegError
 
-__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "on_main", "process_group",
-           "quiet_unless_main", "rank_device", "sum_over_ranks"]
+__all__ = ["LostPeerError", "World", "broadcast_from_main", "current_world", "gather_to_main", "lost_peer",
+           "on_main", "process_group", "quiet_unless_main", "rank_device", "sum_over_ranks"]
 
 T = TypeVar("T")
 _EVERY_RANK = "_xaiseg_raised_on_every_rank"
+
+
+class LostPeerError(XaisegError):
+    """A collective failed because another process of the run stopped (or hung): one line here,
+    the cause is that process's own error."""
 
 
 @dataclass(frozen=True)
@@ -192,3 +197,31 @@ def quiet_unless_main(world: World) -> Iterator[None]:
         return
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
         yield
+
+
+# What gloo and NCCL say when the other end of a collective went away or never answered; torch
+# raises these as plain RuntimeErrors (DistError and its subclasses in newer versions).
+_PEER_SIGNS = ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer")
+
+
+def lost_peer(exc: BaseException, world: World, resumable: bool | None) -> LostPeerError | None:
+    """``exc`` as a one-line :class:`LostPeerError` when it is a collective that lost another
+    process, else None (an error of this process keeps its traceback). ``resumable``: whether
+    ``--resume`` can continue (None: this process cannot tell, its ``--out`` is rank 0's)."""
+    import torch.distributed as dist
+
+    kinds = (dist.DistError,) if hasattr(dist, "DistError") else ()
+    text = str(exc).strip()
+    if not world.distributed or not isinstance(exc, RuntimeError):
+        return None
+    if not (isinstance(exc, kinds) or any(sign in text for sign in _PEER_SIGNS)):
+        return None
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if first.startswith("[") and "] " in first:  # gloo prefixes its source file and line
+        first = first.split("] ", 1)[1]
+    first = first.split(". ", 1)[0]
+    then = {True: "then continue the run with the same command and --resume",
+            False: "then run the command again",
+            None: "then run the command again (with --resume if --out holds resume.pt)"}[resumable]
+    return LostPeerError(f"process {world.rank} of {world.size} stopped: another process of the run failed or was "
+                         f"killed ({first}); see its own error or torchrun's summary, {then}")

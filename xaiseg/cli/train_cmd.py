@@ -149,6 +149,10 @@ def train(**o) -> None:
     elif o["folds"]:
         raise ConfigError("--folds applies to --task segmentation (a classifier trains on one subject split)")
     cfg.validate()  # before --out is taken: a bad option leaves no folder behind
+    if world.distributed:  # also before --out: one process failing here would stop rank 0 half-way
+        from ..training.ddp import check_world
+
+        check_world(cfg.batch_size, cfg.device, world)
     if not world.is_main:  # the other ranks never touch --out (their machine need not see it)
         with quiet_skip_warnings():
             run(cfg)

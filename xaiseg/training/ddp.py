@@ -23,9 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..distributed import World
+from ..distributed import World, rank_device
+from ..errors import ConfigError
 
 T = TypeVar("T")
+
+
+def check_world(batch_size: int, device: str | None, world: World) -> torch.device:
+    """This rank's device, after the checks a run on ``world`` needs before it takes ``--out``:
+    every rank makes them alike, so they all stop with the same line and nothing is written."""
+    if world.distributed and batch_size < world.size:
+        raise ConfigError(f"--batch-size {batch_size} is the global batch, shared by {world.size} processes: "
+                          f"give at least {world.size}")
+    return rank_device(device, world)
 
 
 def shard(batch: Sequence[T], world: World) -> tuple[list[T], int]:

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..distributed import World, broadcast_from_main, current_world, gather_to_main, process_group, rank_device, sum_over_ranks
+from ..distributed import (World, broadcast_from_main, current_world, gather_to_main, lost_peer, process_group,
+                           rank_device, sum_over_ranks)
 from ..errors import CheckpointError, ConfigError, XaisegError
 from ..output.paths import check_out_dir
 from . import ddp
@@ -142,13 +143,18 @@ def train(
     fresh = not out.exists()
     if not world.distributed:
         return _train_guarded(cfg, on_epoch_end, world, out, fresh)
-    if cfg.batch_size < world.size:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} processes: "
-                          f"give at least {world.size}")
+    device = ddp.check_world(cfg.batch_size, cfg.device, world)
     if not world.is_main:  # rank 0 alone shows progress
         cfg = dataclasses.replace(cfg, progress=False)
-    with process_group(world, rank_device(cfg.device, world)):
-        return _train_guarded(cfg, on_epoch_end, world, out, fresh)
+    with process_group(world, device):
+        try:
+            return _train_guarded(cfg, on_epoch_end, world, out, fresh)
+        except RuntimeError as exc:  # a collective whose other end stopped: one line, not a traceback
+            resumable = (out / RESUME_FILE).is_file() if world.is_main else None
+            lost = lost_peer(exc, world, resumable)
+            if lost is None:
+                raise
+            raise lost from None
 
 
 def _train_guarded(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None, world: World,
