@@ -11,19 +11,25 @@ import contextlib
 import datetime as _dt
 import os
 import pickle
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, XaisegError
 
-__all__ = ["World", "broadcast_from_main", "current_world", "gather_to_main", "on_main", "process_group",
-           "quiet_unless_main", "rank_device", "sum_over_ranks"]
+__all__ = ["PeerFailed", "World", "broadcast_from_main", "current_world", "gather_to_main", "on_main",
+           "process_group", "quiet_unless_main", "rank_device", "sum_over_ranks"]
 
 T = TypeVar("T")
 _EVERY_RANK = "_xaiseg_raised_on_every_rank"
+
+
+class PeerFailed(XaisegError):
+    """A collective failed because another process of the run died or stopped answering. That
+    process prints why (and torchrun names it): this one says so in one line, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +115,12 @@ def process_group(world: World, device: torch.device, timeout_s: float = 1800.0)
         yield
     except BaseException as exc:
         if getattr(exc, _EVERY_RANK, False):  # on_main's error: every rank is here, none exits first
-            dist.barrier()
+            with contextlib.suppress(PeerFailed), _peers(world):  # its own error, not a lost peer, is what to say
+                dist.barrier()
         raise
     else:
-        dist.barrier()  # no rank closes its connections while another still reads from them (gloo aborts)
+        with _peers(world):  # no rank closes its connections while another still reads from them (gloo aborts)
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -124,7 +132,8 @@ def gather_to_main(obj: Any, world: World) -> list[Any] | None:
     import torch.distributed as dist
 
     out: list[Any] | None = [None] * world.size if world.is_main else None
-    dist.gather_object(obj, out, dst=0)
+    with _peers(world):
+        dist.gather_object(obj, out, dst=0)
     return out
 
 
@@ -135,7 +144,8 @@ def broadcast_from_main(obj: Any, world: World) -> Any:
     import torch.distributed as dist
 
     box = [obj if world.is_main else None]
-    dist.broadcast_object_list(box, src=0)
+    with _peers(world):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -149,8 +159,25 @@ def sum_over_ranks(values: Sequence[float], world: World) -> list[float]:
     import torch.distributed as dist
 
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    dist.all_reduce(t)
+    with _peers(world):
+        dist.all_reduce(t)
     return t.tolist()
+
+
+@contextlib.contextmanager
+def _peers(world: World) -> Iterator[None]:
+    """A collective whose backend fails (gloo: "Connection closed by peer", a timeout) failed
+    because another process died or hangs: that one prints the cause, this one a
+    :class:`PeerFailed` line rather than a traceback of the backend's (``XAISEG_DEBUG=1``
+    shows it, chained)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        # gloo prefixes its source location ("[.../pair.cc:561] "); keep the first sentence
+        said = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        said = said.split(". ")[0][:160] or type(exc).__name__
+        raise PeerFailed(f"process {world.rank} of {world.size}: another process of this run failed or stopped "
+                         f"answering ({said}); its own message, or torchrun's report, says why") from exc
 
 
 def _travels(exc: BaseException) -> BaseException:
