@@ -161,3 +161,26 @@ def test_a_shard_keeps_each_batch_whole_and_at_its_index():
     assert shards[1].batches == [[], [2, 3], [], [6, 7], []]
     assert shards[1].slice_ids == [2, 3, 6, 7] and shards[1].batch_of == {2: 1, 3: 1, 6: 3, 7: 3}
     assert [shards[r].fold(s) for r in range(2) for s in shards[r].slice_ids] == [sel.fold(s) for s in (0, 1, 4, 5, 8, 2, 3, 6, 7)]
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_an_interrupt_says_how_to_resume_with_as_many_processes(assets, tmp_path, monkeypatch, capsys, size):
+    """Ctrl-C in the maps pass: under torchrun the way on is torchrun again with as many
+    processes (``xaiseg benchmark --resume`` alone would be refused, the shards are per process)."""
+    import xaiseg.benchmark.maps_pass as maps_pass
+    from xaiseg.distributed import World
+
+    monkeypatch.setattr(maps_pass, "current_world", lambda: World(0, size, 0, size), raising=False)  # rank 0 of `size`
+
+    def interrupt(method, batch):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(data=assets[0], checkpoint=assets[1], out=out, figures=False, progress=False, methods=["centre-prior"],
+            threshold="otsu", batch_size=2, limit=4, _after_unit=interrupt)
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    if size == 1:
+        assert said.endswith(f"continue with `xaiseg benchmark <same options> --resume --out {out}`"), said
+    else:
+        assert said.endswith(f"continue with the same torchrun command (2 processes in all) and `--resume --out {out}`"), said

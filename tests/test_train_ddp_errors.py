@@ -53,7 +53,7 @@ def test_a_collective_that_lost_its_peer_is_one_line_other_errors_are_not_touche
     assert "\n" not in msg and "another process of the run failed or was killed" in msg
     assert "Read error [127.0.0.1]:27033: Connection reset by peer)" in msg and "pair.cc" not in msg
     assert msg.endswith("--resume")
-    assert "with --resume if --out holds resume.pt" in str(lost_peer(RuntimeError(GLOO_RESET), World(1, 2), None))
+    assert "with --resume to continue from what was saved" in str(lost_peer(RuntimeError(GLOO_RESET), World(1, 2), None))
     assert lost_peer(RuntimeError(GLOO_RESET), World(), True) is None  # one process: no peer to lose
     assert lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), two, True) is None  # a bug here
     assert lost_peer(ValueError(GLOO_RESET), two, True) is None

@@ -114,10 +114,12 @@ def process_group(world: World, device: torch.device, timeout_s: float = 1800.0)
         yield
     except BaseException as exc:
         if getattr(exc, _EVERY_RANK, False):  # on_main's error: every rank is here, none exits first
-            dist.barrier()
+            with contextlib.suppress(LostPeerError), _peers(world):  # its own error, not a lost peer, is what to say
+                dist.barrier()
         raise
     else:
-        dist.barrier()  # no rank closes its connections while another still reads from them (gloo aborts)
+        with _peers(world):  # no rank closes its connections while another still reads from them (gloo aborts)
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -129,7 +131,8 @@ def gather_to_main(obj: Any, world: World) -> list[Any] | None:
     import torch.distributed as dist
 
     out: list[Any] | None = [None] * world.size if world.is_main else None
-    dist.gather_object(obj, out, dst=0)
+    with _peers(world):
+        dist.gather_object(obj, out, dst=0)
     return out
 
 
@@ -140,7 +143,8 @@ def broadcast_from_main(obj: Any, world: World) -> Any:
     import torch.distributed as dist
 
     box = [obj if world.is_main else None]
-    dist.broadcast_object_list(box, src=0)
+    with _peers(world):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -154,8 +158,23 @@ def sum_over_ranks(values: Sequence[float], world: World) -> list[float]:
     import torch.distributed as dist
 
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    dist.all_reduce(t)
+    with _peers(world):
+        dist.all_reduce(t)
     return t.tolist()
+
+
+@contextlib.contextmanager
+def _peers(world: World) -> Iterator[None]:
+    """A collective whose backend fails because another process died or hangs: that one prints
+    the cause, this one a :class:`LostPeerError` line rather than the backend's traceback
+    (``XAISEG_DEBUG=1`` shows it, chained). Any other error passes unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        lost = lost_peer(exc, world, None)
+        if lost is None:
+            raise
+        raise lost from exc
 
 
 def _travels(exc: BaseException) -> BaseException:
@@ -222,6 +241,6 @@ def lost_peer(exc: BaseException, world: World, resumable: bool | None) -> LostP
     first = first.split(". ", 1)[0]
     then = {True: "then continue the run with the same command and --resume",
             False: "then run the command again",
-            None: "then run the command again (with --resume if --out holds resume.pt)"}[resumable]
+            None: "then run the same command again (with --resume to continue from what was saved)"}[resumable]
     return LostPeerError(f"process {world.rank} of {world.size} stopped: another process of the run failed or was "
                          f"killed ({first}); see its own error or torchrun's summary, {then}")

@@ -18,6 +18,7 @@ from ..progress import progress_bar
 
 from ..attribution.shared import sharing
 from ..data.constants import SUBTYPES
+from ..distributed import current_world
 from ..errors import OutputError, XaisegError
 from ..metrics import Metric
 from .evaluate import EvaluationGrid, SliceTruth, curve, quantize, threshold_free_scores
@@ -50,6 +51,15 @@ class MapsPassResult:
     """The (producer, batch) units this attempt computed (a resumed run skips the rest)."""
 
     fresh_units: list[tuple[str, int]]
+
+
+def _resume_how(out_dir: Any) -> str:
+    """How to continue an interrupted run: under torchrun, torchrun again with as many processes
+    (each continues its own shard; another number is refused)."""
+    world = current_world()
+    if not world.distributed:
+        return f"`xaiseg benchmark <same options> --resume --out {out_dir}`"
+    return (f"the same torchrun command ({world.size} processes in all) and `--resume --out {out_dir}`")
 
 
 def unit_seed(seed: int, method: str, batch: int) -> int:
@@ -99,8 +109,8 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
             ctx.clock.count("shared_attention", memo.stats())
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with "
-              f"`xaiseg benchmark <same options> --resume --out {out_dir}`", file=sys.stderr, flush=True)
+        print(f"\ninterrupted: the finished batches are saved in {out_dir}; continue with {_resume_how(out_dir)}",
+              file=sys.stderr, flush=True)
         raise
     except OutputError:  # a full disk: the caller's disk_errors adds how to continue
         bar.close()
