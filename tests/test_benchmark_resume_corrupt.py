@@ -70,3 +70,36 @@ def test_two_first_runs_generating_the_default_phantom_both_get_it(tmp_path, mon
     got = defaults.default_phantom(params, progress=False)
     assert got == real and (got / ".complete").exists()
     assert [p.name for p in real.parent.iterdir()] == [real.name]  # no temporary folder left
+
+
+def test_a_second_first_run_waits_for_the_one_generating(tmp_path):
+    """Two processes asking for the default phantom at once (torchrun's ranks): the second waits
+    for the first's generation and uses it; exactly one generation runs, nothing is deleted."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys, time
+        from xaiseg.benchmark import defaults
+        from xaiseg.data import phantom_writer
+        real_write = phantom_writer.write_phantom
+        def slow_write(*a, **k):  # long enough for the other process to arrive meanwhile
+            print("generating", flush=True)
+            time.sleep(1.5)
+            return real_write(*a, **k)
+        phantom_writer.write_phantom = slow_write
+        params = {"subjects": 2, "slices_per_subject": 2, "size": 32, "prevalence": 0.5, "seed": 1}
+        print(defaults.default_phantom(params, progress=False), flush=True)
+    """)
+    env = {**__import__("os").environ, "XAISEG_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-1500:] for _o, e in outs]
+    lines = [o.split() for o, _e in outs]
+    assert sum(line.count("generating") for line in lines) == 1  # the other one waited, then found it complete
+    got = {line[-1] for line in lines}
+    assert len(got) == 1
+    target = Path(got.pop())
+    assert (target / ".complete").exists() and [p.name for p in target.parent.iterdir()] == [target.name]

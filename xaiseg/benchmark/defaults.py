@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CheckpointError, DataError
+from ..output.lock import waiting_lock
 
 # Sized so that the default benchmark (7 methods) stays under 5 minutes on 2 CPU cores with the
 # shipped model: 16 subjects × 12 slices at 128² (the tiny classifier's input size, so maps are
@@ -52,9 +53,17 @@ def default_phantom(params: dict | None = None, progress: bool = True) -> Path:
     target = phantom_dir(params)
     if (target / ".complete").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # several first runs at once (torchrun's processes): one generates, the others wait for it
+    with waiting_lock(target.parent):
+        if (target / ".complete").exists():
+            return target
+        return _generate(target, params, progress)
+
+
+def _generate(target: Path, params: dict, progress: bool) -> Path:
     from ..data.phantom_writer import write_phantom
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         if progress:

@@ -76,3 +76,22 @@ def folder_lock(folder: str | os.PathLike, option: str = "--out") -> Iterator[Pa
         yield p
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
+
+
+@contextmanager
+def waiting_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock on the existing folder ``folder``, waiting for another holder to finish
+    (for work that every process would do alike, such as generating a shared cache once). No
+    lock where ``fcntl`` or directory locks are missing (then the work may be done twice)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # directories cannot be flocked here
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
