@@ -77,7 +77,7 @@ def probabilities(loaded, slices: list[dict]) -> np.ndarray:
 
 def method_maps(loaded, method: str, slices: list[dict], batch: int = 8) -> list[np.ndarray]:
     """Maps on each slice's grid, as the benchmark makes them (evaluation_map of quantised maps)."""
-    from xaiseg.benchmark.evaluate import SliceTruth, evaluation_map, quantize
+    from xaiseg.benchmark.evaluate import EvaluationGrid, SliceTruth, quantize
     from xaiseg.attribution.spec import build_method, method_class, parse_method_spec
 
     spec = parse_method_spec(method)
@@ -92,7 +92,7 @@ def method_maps(loaded, method: str, slices: list[dict], batch: int = 8) -> list
             truths.append(SliceTruth(gt=s["mask"], spacing=s["spacing"], brain=s["brain"], geometry=geometry))
         x = loaded.normalize(torch.stack(xs).to(loaded.device))
         q = quantize(explainer.attribute(x, target=loaded.target_index))
-        out += [evaluation_map(q[j], truths[j]) for j in range(len(chunk))]
+        out += EvaluationGrid(truths).maps(q)  # the benchmark's own batch step: the same numbers
     return out
 
 

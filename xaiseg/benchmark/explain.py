@@ -19,7 +19,7 @@ from ..progress import progress_bar
 from ..errors import ConfigError, DataError
 from ..attribution.spec import build_method, method_class, parse_method_spec
 from ..output.paths import check_new_file
-from .evaluate import SliceTruth, evaluation_map, quantize
+from .evaluate import EvaluationGrid, SliceTruth, quantize
 from .nifti_maps import save_like
 
 
@@ -139,7 +139,7 @@ def _maps_of_volume(vol: dict, source: _Source, use_brain: bool, batch_size: int
             image, _m, _b, geometry = source.preprocessor(hu)
             xs.append(torch.as_tensor(np.asarray(image)).float())
             truths.append(SliceTruth(gt=np.zeros(hu.shape, bool), spacing=tuple(item["spacing"]), brain=brain, geometry=geometry))
-        q = quantize(source.maps(torch.stack(xs)))
+        sals = EvaluationGrid(truths).maps(quantize(source.maps(torch.stack(xs))), renormalize=source.renormalize)
         for j, k in enumerate(ks):
-            out_vol[:, :, k] = vol["tf"].invert(evaluation_map(q[j], truths[j], renormalize=source.renormalize))
+            out_vol[:, :, k] = vol["tf"].invert(sals[j])
     return out_vol
