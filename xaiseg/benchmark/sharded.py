@@ -90,7 +90,7 @@ def _stages(cfg: Any, world: World, inputs: Any, producers: Sequence[Any], selec
     by_key = read_rows(store, labels, shard.slice_ids)
     units = {(m, b): store.load_unit(m, b, "curves") for m in labels for b, ids in enumerate(shard.batches) if ids}
     gathered = gather_to_main((by_key, units), world)
-    calibrated = on_main(lambda: _calibrate(strategy, selection, labels, gathered, cfg.montage_slices), world)
+    calibrated = on_main(lambda: _calibrate(strategy, selection, labels, gathered, cfg.montage_slices, clock), world)
     thresholds, sample = broadcast_from_main(None if calibrated is None else calibrated[1:], world)
     scores = scores_pass(store, ctx.slices, shard, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, progress=cfg.progress, workers=ctx.workers, sample=sample, device=ctx.device,
@@ -138,7 +138,7 @@ class _GatheredCurves:
 
 
 def _calibrate(strategy: Any, selection: Selection, labels: list[str], gathered: list | None,
-               montage_slices: int) -> tuple[Curves, dict, set[int]]:
+               montage_slices: int, clock: Any) -> tuple[Curves, dict, set[int]]:
     """Rank 0: the whole run's curves (in the single-process order), thresholds and montage slices."""
     assert gathered is not None
     rows: Rows = {}
@@ -147,7 +147,8 @@ def _calibrate(strategy: Any, selection: Selection, labels: list[str], gathered:
         rows.update(shard_rows)
         units.update(shard_units)
     curves = collect_curves(_GatheredCurves(units), selection, labels, rows)  # type: ignore[arg-type]
-    thresholds = calibrate_thresholds(strategy, curves, selection.k)
+    with clock("thresholds"):  # the stage the single-process run times under this name
+        thresholds = calibrate_thresholds(strategy, curves, selection.k)
     return curves, thresholds, sample_positive(rows, labels[0], selection.slice_ids, montage_slices)
 
 
