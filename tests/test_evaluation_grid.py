@@ -62,3 +62,20 @@ def test_batch_size_must_match():
     truths = _truths(np.random.default_rng(0), True)
     with pytest.raises(ValueError, match="maps for a batch"):
         EvaluationGrid(truths).maps(np.zeros((2, 128, 128), np.float16))
+
+
+def test_quantize_rounds_float32_as_numpy_does_bit_for_bit():
+    """quantize converts float32 maps to float16 in torch; the bits must be numpy's (round to
+    nearest, ties to even) everywhere: ties, subnormals, overflow, infinities, NaN."""
+    from xaiseg.benchmark.evaluate import quantize
+
+    rng = np.random.default_rng(3)
+    every_tie = (np.arange(0, 2**16, dtype=np.uint32) << 13 | 1 << 12).view(np.float32)  # halfway between float16 neighbours
+    special = np.array([0.0, -0.0, 1.0, 65504.0, 65520.0, 1e6, -1e6, 6e-8, 3e-8, 2.9e-8, 1e-40, np.inf, -np.inf, np.nan],
+                       np.float32)
+    values = np.concatenate([every_tie, np.nextafter(every_tie, np.float32(np.inf)), rng.random(50_000, np.float32),
+                             rng.standard_normal(50_000).astype(np.float32) * 1e-5, special])
+    got = quantize(torch.from_numpy(values.copy()))
+    expected = values.astype(np.float16)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))

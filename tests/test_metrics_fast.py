@@ -198,3 +198,18 @@ def test_floor_in_float32_keeps_every_comparison_with_a_float64_threshold():
     # the literal comparison in float64 (float32 → float64 is exact) against the float32 one
     np.testing.assert_array_equal(v.astype(np.float64)[:, None] > t[None, :], v[:, None] > f[None, :])
     assert np.isnan(floor_in(np.dtype(np.float32), np.array([np.nan]))).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_binarize_equals_the_literal_float64_comparison(dtype):
+    """binarize compares a float16/float32 map in its own precision: the mask must be the one
+    of the literal ``float64(map) > float64(t)`` for every threshold, on the grid and off it."""
+    from xaiseg.metrics import binarize
+
+    rng = np.random.default_rng(5)
+    sal = _tied_map(rng, (60, 70), 101).astype(dtype)
+    sal.flat[:6] = [0.0, 1.0, 0.5, 0.01, np.nextafter(np.float32(0.3), np.float32(1)), 0.3]
+    thresholds = [*np.round(np.arange(0, 101) * 0.01, 10), 0.3, float(np.float32(0.3)), -1.0, 2.0, np.nan,
+                  *rng.random(20), np.float32(0.7)]
+    for t in thresholds:
+        np.testing.assert_array_equal(binarize(sal, t), sal.astype(np.float64) > np.float64(t))

@@ -1,8 +1,9 @@
 """Stage 2, the *maps pass*: per batch, one forward of each classifier for the slices'
 probabilities, then every producer's maps (seeded per producer and batch), cached as float16 on the model
-grid; each slice's threshold-free scores and Dice-vs-threshold curve go to ``slices.csv`` as
-soon as a (producer, batch) unit is done. This pass is what ``--resume`` continues: it skips
-the units the journal says are done.
+grid with each slice's row of ``slices.csv`` as soon as a (producer, batch) unit is done. Only
+a slice with a mask is put back on its grid here, for its threshold-free scores (in its row) and
+its Dice-vs-threshold curve (in the cache; NaN for the others, which no threshold is calibrated
+on). This pass is what ``--resume`` continues: it skips the units the journal says are done.
 """
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
                 journal.store.write_brains(b, [s[1].brain for s in loaded])
             batch, probs = _classify(ctx, [p.classifier for p in missing if p.classifier is not None], loaded)
             with ctx.clock("metrics"):
-                grid = EvaluationGrid([s[1] for s in loaded], ctx.device)  # every producer's maps of this batch
+                grid = _PositiveGrid(loaded, ctx.device)  # every producer's maps of this batch
             with sharing() as memo:  # attention methods on the same logit: one forward/backward
                 keys = [p.declare(memo, batch) if hasattr(p, "declare") else None for p in missing]
                 for producer, key in zip(missing, keys):
@@ -123,6 +124,15 @@ def maps_pass(ctx: MapsContext, producers: Sequence[MapProducer], journal: Journ
     return MapsPassResult(fresh)
 
 
+class _PositiveGrid(EvaluationGrid):
+    """The :class:`EvaluationGrid` of a batch's slices with a mask (``positives``: their
+    positions in the batch), the only ones the maps pass scores."""
+
+    def __init__(self, loaded: list, device: torch.device) -> None:
+        self.positives = [j for j, s in enumerate(loaded) if s[1].has_mask]
+        super().__init__([loaded[j][1] for j in self.positives], device)
+
+
 def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list) -> tuple[MapBatch, dict[int, np.ndarray]]:
     """The producers' batch (each classifier's input batch, with its own normalisation) and
     each classifier's P(hemorrhage) per slice."""
@@ -141,7 +151,7 @@ def _classify(ctx: MapsContext, classifiers: Sequence[Classifier], loaded: list)
 
 
 def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loaded: list, batch: MapBatch,
-          probs: np.ndarray | None, journal: Journal, grid: EvaluationGrid,
+          probs: np.ndarray | None, journal: Journal, grid: _PositiveGrid,
           charged: Callable[[], float] = lambda: 0.0) -> None:
     """One (producer, batch) unit: maps, threshold-free scores, curves, written to the store.
     ``charged``: seconds to add to the unit's own (a pass shared by n methods counts 1/n to each)."""
@@ -150,21 +160,21 @@ def _unit(ctx: MapsContext, producer: MapProducer, b: int, ids: list[int], loade
         t0 = time.perf_counter()
         q = quantize(producer.maps(batch))  # includes the copy to the host (a CUDA sync)
         dt = time.perf_counter() - t0 + charged()
-    rows, curves = [], []
     with ctx.clock("metrics"):
-        sals = grid.maps(q, renormalize=not producer.probabilities)
-        for j, sid in enumerate(ids):
-            _x, truth, item = loaded[j]
-            sal = sals[j]
-            row = base_row(producer.label, sid, b, ctx.records[sid], item, truth, ctx.selection.fold(sid),
-                           None if probs is None else probs[j])
+        rows = [base_row(producer.label, sid, b, ctx.records[sid], loaded[j][2], loaded[j][1], ctx.selection.fold(sid),
+                         None if probs is None else probs[j]) for j, sid in enumerate(ids)]
+        # only a slice with a mask is scored here or calibrates a threshold; the others' maps are
+        # put back on their grids in the scores pass, for their predicted area
+        curves = np.full((len(ids), len(ctx.grid)), np.nan)
+        pos = grid.positives
+        for j, sal in zip(pos, grid.maps(q[pos], renormalize=not producer.probabilities) if pos else []):
+            truth = loaded[j][1]
+            rows[j].update(threshold_free_scores(sal, truth, ctx.metrics))
+            curves[j] = curve(sal, truth, ctx.grid)
+        for row in rows:
             row["map_seconds"] = dt / len(ids)
-            if row["role"] == "positive":
-                row.update(threshold_free_scores(sal, truth, ctx.metrics))
-            curves.append(curve(sal, truth, ctx.grid))
-            rows.append(row)
     with ctx.clock("store"):
-        journal.store.write_unit(producer.label, b, {"maps": q, "curves": np.stack(curves)}, rows)
+        journal.store.write_unit(producer.label, b, {"maps": q, "curves": curves}, rows)
 
 
 def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: SliceTruth, fold: int,
@@ -174,8 +184,7 @@ def base_row(method: str, sid: int, batch: int, record: Any, item: dict, truth: 
     detection leaves the slice out."""
     labels = labels_of(record)
     any_label = bool(labels[-1] > 0.5)
-    has_mask = bool(truth.gt.any())
-    role = "positive" if has_mask else ("unmasked" if any_label else "negative")
+    role = "positive" if truth.has_mask else ("unmasked" if any_label else "negative")
     row: dict[str, Any] = {
         "method": method, "slice_id": sid, "batch": batch,
         "subject": str(item.get("subject", record_field(record, "subject"))),

@@ -94,3 +94,8 @@ def attribution_producers(specs: dict[str, MethodSpec], classifiers: Sequence[Cl
             for suffix, logit in explained_targets(c, targets):
                 out.append(AttributionProducer(row_label(c.name, label + suffix), method, logit, c, label + suffix))
     return out
+
+
+def probability_rows(producers: Sequence[MapProducer]) -> frozenset[str]:
+    """The row labels whose maps are probabilities (thresholded as they are, not min–max renormalised)."""
+    return frozenset(p.label for p in producers if p.probabilities)

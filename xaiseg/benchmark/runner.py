@@ -39,7 +39,7 @@ from .inputs import SliceLoader, open_inputs
 from ..workers import default_workers
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, RunRecord, describe_run, open_journal
 from .maps_pass import MapsContext, MapsPassResult, maps_pass, slice_columns
-from .producers import attribution_producers
+from .producers import attribution_producers, probability_rows
 from .report import summarize, write_summary
 from .result import BenchmarkResult
 from .scores_pass import Curves, FoldThresholds, ScoresPassResult, calibrate_thresholds, collect_curves, read_rows, scores_pass
@@ -162,7 +162,6 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
     """Stages 2-5 in a locked output folder whose journal is open."""
     store, out_dir = journal.store, journal.out_dir
     labels = [p.label for p in producers]
-    probability_rows = frozenset(p.label for p in producers if p.probabilities)
 
     ctx = maps_context(cfg, inputs, selection, metrics, strategy, device, clock)
     slices, workers = ctx.slices, ctx.workers
@@ -173,7 +172,7 @@ def _stages(cfg, inputs, producers, selection, metrics, strategy, device, clock,
         thresholds = calibrate_thresholds(strategy, curves, selection.k)
     scores = scores_pass(store, slices, selection, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, maps_dir=out_dir / "maps" if cfg.save_maps else None,
-                         progress=cfg.progress, probability_rows=probability_rows, workers=workers, device=device)
+                         progress=cfg.progress, probability_rows=probability_rows(producers), workers=workers, device=device)
     return report(cfg, journal, record, selection, metrics, curves, thresholds, maps, scores, clock, t_start,
                   labels, *row_kinds(cfg, producers))
 

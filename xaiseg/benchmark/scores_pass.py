@@ -141,11 +141,9 @@ def scores_pass(store: RunStore, slices: SliceLoader, selection: Selection, meth
                     sal = sals[j]
                     r = by_key[(m, sid)]
                     t = thresholds[m][int(r["fold"])]["threshold"] if strategy.calibrated else strategy.threshold(sal)
-                    scores = thresholded_scores(sal, truth, t, metrics)
+                    scores = thresholded_scores(sal, truth, t, metrics, positive=r["role"] == "positive")
                 r["threshold"] = t
-                for key, v in scores.items():
-                    if key in ("pred_area_px", "pred_area_mm2") or r["role"] == "positive":
-                        r[key] = v
+                r.update(scores)
                 if sid in sample:
                     montage[m].append((item, truth, sal, t))
                 if nifti is not None:

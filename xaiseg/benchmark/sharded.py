@@ -28,6 +28,7 @@ from ..output.folder import output_folder
 from .journal import BENCHMARK_OUTPUT, Completed, Journal, open_journal
 from .maps_pass import MapsPassResult, maps_pass, slice_columns
 from .result import BenchmarkResult
+from .producers import probability_rows
 from .scores_pass import Curves, ScoresPassResult, calibrate_thresholds, collect_curves, read_rows, sample_positive, scores_pass
 from .select import Selection
 from .store import RunStore
@@ -94,7 +95,7 @@ def _stages(cfg: Any, world: World, inputs: Any, producers: Sequence[Any], selec
     thresholds, sample = broadcast_from_main(None if calibrated is None else calibrated[1:], world)
     scores = scores_pass(store, ctx.slices, shard, labels, by_key, strategy, thresholds, metrics, clock,
                          montage_slices=cfg.montage_slices, progress=cfg.progress, workers=ctx.workers, sample=sample, device=ctx.device,
-                         probability_rows=frozenset(p.label for p in producers if p.probabilities))
+                         probability_rows=probability_rows(producers))
     in_montage = [sid for sid in shard.slice_ids if sid in sample]  # the order the scores pass met them
     montage = {m: list(zip(in_montage, scores.montage[m])) for m in labels}
     final = gather_to_main((by_key, montage, maps.fresh_units), world)

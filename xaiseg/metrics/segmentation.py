@@ -25,8 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .auc import mann_whitney_auc
-from .ranking_fast import comparable, floor_in
+from .ranking_fast import auc_from_scores, comparable, floor_in
 
 Spacing = tuple[float, float]
 
@@ -104,14 +103,14 @@ def pixel_auroc(saliency: np.ndarray, gt: np.ndarray, region: np.ndarray | None 
     """Threshold-free separation of mask from non-mask pixels by the map (ties count ½)."""
     _check(saliency, gt)
     g = gt.astype(bool)
-    s = np.asarray(saliency, dtype=np.float64)
+    s = comparable(saliency)  # a float32 map stays float32: the same ranks, no float64 copy
     if region is not None:
         _check(saliency, region)
         r = region.astype(bool) | g  # a mask pixel outside the region still counts as positive
         s, g = s[r], g[r]
     else:
         s, g = s.ravel(), g.ravel()
-    return mann_whitney_auc(g, s)
+    return auc_from_scores(s[g], s[~g])  # a mask has no unknown labels to drop
 
 
 def relevance_mass(saliency: np.ndarray, gt: np.ndarray) -> float:
@@ -132,8 +131,11 @@ def pointing_game(saliency: np.ndarray, gt: np.ndarray) -> float:
 
 def binarize(saliency: np.ndarray, threshold: float) -> np.ndarray:
     """The mask ``saliency > threshold``, compared in float64 so that every code path (per-slice
-    masks, Dice-vs-threshold curves) draws the line at exactly the same place."""
-    return np.asarray(saliency, dtype=np.float64) > float(threshold)
+    masks, Dice-vs-threshold curves) draws the line at exactly the same place. A float16/float32
+    map is compared in its own precision against the threshold's floor there: the same answers
+    (ranking_fast), without a float64 copy of the map."""
+    s = comparable(saliency)
+    return s > floor_in(s.dtype, np.float64(threshold))
 
 
 def predicted_area(pred: np.ndarray, spacing: Spacing = (1.0, 1.0)) -> tuple[int, float]:
