@@ -418,6 +418,9 @@ def _numbers(summary_csv: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(io.StringIO(summary_csv))]
 
 
+START_UP = ("open data", "load model", "load methods")  # run.json stages paid once per run
+
+
 def _print_pipelines(pipes: list[dict]) -> None:
     """One column per checkout: wall time, throughput and seconds (share) per stage."""
     first = pipes[0]
@@ -435,6 +438,12 @@ def _print_pipelines(pipes: list[dict]) -> None:
         print(f"  {stage:<18}{cells}")
     attr = [100 * (p["stage_share"].get("attribution", 0.0) + p["stage_share"].get("classify", 0.0)) for p in pipes]
     print(f"  {'attr.+classify':<18}" + "".join(f"{a:>24.1f} %" for a in attr))
+    # what a run pays once, whatever its size (a checkout without "load methods" counts it in "other")
+    start_up = [sum(p["stage_s"].get(s, 0.0) for s in START_UP) for p in pipes]
+    print(f"  {'start-up s':<18}" + "".join(f"{s:>26.2f}" for s in start_up))
+    per_slice = [100 * (p["stage_s"].get("attribution", 0.0) + p["stage_s"].get("classify", 0.0))
+                 / max(1e-9, sum(p["stage_s"].values()) - s) for p, s in zip(pipes, start_up)]
+    print(f"  {'  w/o start-up':<18}" + "".join(f"{a:>24.1f} %" for a in per_slice))
     for p in pipes[1:]:
         same = "identical" if _numbers(p["summary_csv"]) == _numbers(first["summary_csv"]) else "DIFFERENT"
         print(f"  {p['checkout']} / {first['checkout']}: wall time x{p['process_wall_s'] / first['process_wall_s']:.2f}; "

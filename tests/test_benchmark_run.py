@@ -82,7 +82,7 @@ def test_every_output_file_and_its_columns(full):
     timing = meta["timing"]
     assert timing == full.timing and timing["slices"] == 30
     stages = timing["stage_s"]
-    for stage in ("load", "preprocess", "classify", "attribution", "metrics", "store", "thresholds", "figures",
+    for stage in ("load methods", "load", "preprocess", "classify", "attribution", "metrics", "store", "thresholds", "figures",
                   "maps", "report", "other"):
         assert stages[stage] >= 0.0, stage
     assert stages["attribution"] > 0 and stages["load"] > 0 and stages["metrics"] > 0

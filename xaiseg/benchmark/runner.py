@@ -100,7 +100,8 @@ def _run(cfg: BenchmarkConfig, world: World, device: Any, dataset: Any, model: A
         warning = maps_warning(c.config)  # a classifier near chance: its maps show contrast
         if warning:
             print(warning if c.name is None else f"{c.name}: {warning}", file=sys.stderr, flush=True)
-    producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)  # a method's bad option fails here
+    with clock("load methods"):  # a method's bad option fails here
+        producers = attribution_producers(cfg.specs, inputs.classifiers, cfg.targets)
     negative_ratio = cfg.negative_ratio
     if negative_ratio is None and inputs.embedded:
         negative_ratio = DEFAULT_NEGATIVE_RATIO  # the embedded default: balanced, and fast

@@ -1,7 +1,8 @@
 """Where a benchmark run spends its time: wall seconds accumulated per pipeline stage.
 
 The stages (in pipeline order) are the ones a user can act on: opening the data set (and, on
-the first default run, generating the phantom), loading the classifier, reading slices from disk,
+the first default run, generating the phantom), loading the classifier, importing and setting up the
+methods (their packages: captum, grad-cam, ...), reading slices from disk,
 turning them into model inputs (brain mask, windowing, resizing, normalisation), the
 classifier's detection forward, each method's ``attribute()``, scoring the maps, writing the
 per-slice store, and the closing work (thresholds, summary, figures, NIfTI maps).
@@ -14,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-STAGES = ("open data", "load model", "load", "preprocess", "classify", "attribution", "metrics", "store", "thresholds", "figures", "maps", "report")
+STAGES = ("open data", "load model", "load methods", "load", "preprocess", "classify", "attribution", "metrics", "store", "thresholds", "figures", "maps", "report")
 
 
 class StageClock:
@@ -46,8 +47,8 @@ class StageClock:
             totals[k] = totals.get(k, 0) + int(v)
 
     def report(self, elapsed_s: float, n_slices: int, n_maps: int) -> dict:
-        """run.json's ``timing``: seconds and share per stage, the untimed rest ("other": imports
-        of the methods' packages, method set-up, data fingerprint, run bookkeeping), and throughput
+        """run.json's ``timing``: seconds and share per stage, the untimed rest ("other": the data
+        fingerprint, reading the stored rows and curves back, run bookkeeping), and throughput
         of this attempt (``n_slices`` / ``n_maps`` it computed: a resumed run skips the rest), and
         each group of :meth:`count` (``shared_attention``: the attention passes methods shared,
         the forwards and backwards that sharing saved)."""
