@@ -252,3 +252,11 @@ def test_minmax_normalize_equals_a_per_image_numpy_loop_and_leaves_its_input_alo
         lo, hi = np.float32(a.min()), np.float32(a.max())
         want = (a - lo) / (hi - lo) if hi - lo > 1e-6 * max(abs(hi), abs(lo)) else np.zeros_like(a)
         np.testing.assert_array_equal(got[i].numpy(), want.astype(np.float32))
+    # inplace: the same numbers, in the caller's float32 buffer; another dtype is never touched
+    mine = before.clone()
+    out = xaiseg.minmax_normalize(mine, inplace=True)
+    assert out.data_ptr() == mine.data_ptr() and torch.equal(out, got)
+    half = before.half()
+    kept = half.clone()
+    torch.testing.assert_close(xaiseg.minmax_normalize(half, inplace=True), xaiseg.minmax_normalize(kept))
+    assert torch.equal(torch.nan_to_num(half), torch.nan_to_num(kept))

@@ -85,7 +85,7 @@ class EvaluationGrid:
                 raise RuntimeError(f"map put back on the original grid has shape {tuple(m.shape[1:])}, the mask {self.shapes[idx[0]]}")
             if brain is not None:
                 m.mul_(brain)  # in place: m is new, and a fresh 512² buffer costs its page faults again
-            m = minmax_normalize(m) if renormalize else m.clamp_(0.0, 1.0)
+            m = minmax_normalize(m, inplace=True) if renormalize else m.clamp_(0.0, 1.0)  # m is ours alone
             host = m.cpu().numpy()
             for k, j in enumerate(idx):
                 out[j] = host[k]
