@@ -162,3 +162,42 @@ def test_defaults_learn_on_a_freshly_written_phantom(tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["verdict"] is None and cfg["metrics"]["val_auc"] >= 0.9, cfg["metrics"]
+
+
+# What the suite's learning test cuts (CI: 2 cores, no GPU): 64 px slices and a narrower `tiny`
+# (embed_dim 16, a 16x16 first grid), 6 x 100 steps; the batch (32), the learning rate and its
+# schedule, the curriculum and the stream of the folder's acquisition stay the defaults.
+# Why these cuts and not others (docs/training.md, "The suite's learning test"): the stream's
+# rendering (~3-8 ms a slice at any size) bounds the cost, so fewer steps, not smaller images,
+# save time; but the curriculum is a fraction of the run, and under ~600 steps its big-lesion
+# phase is too short to take off. Batches of 16 are cheaper but did not take off for seed 2.
+LEARN_KWARGS = json.dumps({"img_size": 64, "embed_dim": 16})
+LEARN_AUC = 0.7  # seeds 0-5 (phantom and training) reached 0.725-0.873
+LEARN_MARGIN = 0.15  # over the untrained model (0.36-0.65 there: contrast alone ranks some slices); seen: 0.22-0.40
+
+
+def _trained_config(tmp_path, data, name, *budget):
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--model", "tiny", "--model-kwargs", LEARN_KWARGS,
+                                  "--threads", "1", "--device", "cpu", "--no-progress", "--out", str(tmp_path / name),
+                                  *budget])
+    assert r.exit_code == 0, r.output
+    return json.loads((tmp_path / name / "config.json").read_text())
+
+
+def test_defaults_learn_on_a_small_freshly_written_phantom(tmp_path):
+    """`xaiseg train` with default options, its budget cut to fit CI, on a freshly written phantom
+    (clean acquisition, so the stream is clean too) reaches validation AUC >= 0.7 on all 240
+    written slices, and beats the untrained model by >= 0.15 on the same slices. The control is the
+    same run stopped after one step at a learning rate of 1e-12: the very weights it starts from
+    (same seed). Why a control: attention follows contrast, so an untrained Swin ranks some
+    positives above negatives; "learned" must mean better than that. ~50 s on 2 lightly loaded
+    cores, ~100 s on busy ones."""
+    data = _write(tmp_path, "--subjects", "10", "--slices", "24", "--size", "64", "--prevalence", "1",
+                  "--acquisition", "clean")
+    untrained = _trained_config(tmp_path, data, "untrained", "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e-12")
+    learned = _trained_config(tmp_path, data, "learned", "--epochs", "6", "--steps-per-epoch", "100")
+    assert learned["data"]["source"] == "phantom-stream" and learned["data"]["acquisition"] == "clean"
+    assert learned["training"]["batch_size"] == 32 and learned["training"]["lr"] == 7e-4
+    assert learned["data"]["val_size"] == 240 and learned["verdict"] is None
+    before, after = untrained["metrics"]["val_auc"], learned["metrics"]["val_auc"]
+    assert after >= LEARN_AUC and after >= before + LEARN_MARGIN, (before, after)
