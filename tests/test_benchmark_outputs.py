@@ -64,7 +64,7 @@ def test_a_failed_attempt_is_marked_failed_and_a_full_disk_is_one_line(assets, t
         _run(assets, out, _after_unit=crash)
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["error"] == "simulated crash"
-    def full(path, hint=None, compressed=True, **arrays):
+    def full(path, hint=None, level=1, **arrays):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr("xaiseg.benchmark.store.save_npz", full)

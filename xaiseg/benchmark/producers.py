@@ -5,7 +5,7 @@ A producer has a ``label`` (its name in every table, file and the resume key), t
 segmenter, whose rows carry none), a ``seed_key`` (what its stochastic draws are seeded by),
 ``probabilities`` (its maps are probabilities, thresholded as they are rather than min–max
 renormalised) and turns a :class:`MapBatch` into one map per image on the model's input grid;
-optionally it ``declare``\ s its call to the batch's :class:`~xaiseg.attribution.shared.SharedPasses`
+optionally it declares its call to the batch's :class:`~xaiseg.attribution.shared.SharedPasses`
 first (attention methods share one forward/backward per batch). Today every producer is an attribution method
 explaining one logit of one of the run's classifiers (a method registered in
 ``xaiseg.methods``: adding one to the benchmark is writing that one class). The maps pass
