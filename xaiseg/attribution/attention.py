@@ -75,14 +75,15 @@ def attention_passes(adapter: ModelAdapter, inputs: torch.Tensor, target: torch.
     with respect to (Z for some, A for others). Each returned pass is what
     :func:`attention_pass` gives that request alone, bit for bit (tests/test_shared_pass.py)."""
     blocks, members = _union(adapter, requests)
-    reduce = requests[0].reduce_probs if len(requests) == 1 else _fan_out(requests, members)
+    own = [{b.name: b for b in r.blocks} for r in requests]  # each request's BlockInfo by block name
+    reduce = requests[0].reduce_probs if len(requests) == 1 else _fan_out(requests, members, own)
     grad_reqs = [i for i, r in enumerate(requests) if r.gradients]
     if not grad_reqs:
         with torch.no_grad(), adapter.capture(blocks, reduce_probs=reduce) as cap:
             logits = adapter.model(inputs)
         _check_captured(cap.records, blocks)
         _, tgt = select_logits(logits, target)
-        return [AttentionPass(logits.detach(), tgt, recs) for recs in _split(cap.records, requests, members)]
+        return [AttentionPass(logits.detach(), tgt, recs) for recs in _split(cap.records, requests, members, own)]
     # An adapter that cannot reach Z (the softmax happens inside a function) gives A; ∂y/∂Z then
     # follows exactly from ∂y/∂A through the softmax Jacobian (see softmax_backward).
     via = {i: requests[i].wrt == "probs" or not adapter.captures_scores for i in grad_reqs}
@@ -95,8 +96,8 @@ def attention_passes(adapter: ModelAdapter, inputs: torch.Tensor, target: torch.
         logits = adapter.model(x)
         y, tgt = select_logits(logits, target)
         _check_captured(cap.records, blocks)
-        per_request = _split(cap.records, requests, members)
-        grads = _backward(y, cap.records, requests, per_request, grad_reqs, via)
+        per_request = _split(cap.records, requests, members, own)
+        grads = _backward(y, cap.records, requests, per_request, grad_reqs, via, own)
     out = []
     for i, recs in enumerate(per_request):
         if i in grads:
@@ -120,9 +121,9 @@ def _union(adapter: ModelAdapter, requests: Sequence[AttentionRequest]) -> tuple
     return sorted(first.values(), key=lambda b: order.get(b.name, len(order))), members
 
 
-def _fan_out(requests: Sequence[AttentionRequest], members: dict[str, list[int]]) -> Reducer:
+def _fan_out(requests: Sequence[AttentionRequest], members: dict[str, list[int]],
+             own: Sequence[dict[str, BlockInfo]]) -> Reducer:
     """One capture reducer applying every request's own reducer (with its own BlockInfo)."""
-    own = [{b.name: b for b in r.blocks} for r in requests]
 
     def reduce(p: torch.Tensor, block: BlockInfo) -> Any:
         return {i: p if requests[i].reduce_probs is None else requests[i].reduce_probs(p, own[i][block.name])
@@ -132,11 +133,10 @@ def _fan_out(requests: Sequence[AttentionRequest], members: dict[str, list[int]]
 
 
 def _split(records: Sequence[AttentionRecord], requests: Sequence[AttentionRequest],
-           members: dict[str, list[int]]) -> list[list[AttentionRecord]]:
+           members: dict[str, list[int]], own: Sequence[dict[str, BlockInfo]]) -> list[list[AttentionRecord]]:
     """Per request, its blocks' records (its own BlockInfo, its own reduced A)."""
     if len(requests) == 1:
         return [list(records)]
-    own = [{b.name: b for b in r.blocks} for r in requests]
     out: list[list[AttentionRecord]] = [[] for _ in requests]
     for rec in records:
         kept = rec.probs
@@ -147,12 +147,12 @@ def _split(records: Sequence[AttentionRecord], requests: Sequence[AttentionReque
 
 def _backward(y: torch.Tensor, records: Sequence[AttentionRecord], requests: Sequence[AttentionRequest],
               per_request: Sequence[Sequence[AttentionRecord]], grad_reqs: Sequence[int],
-              via: dict[int, bool]) -> dict[int, list[torch.Tensor]]:
+              via: dict[int, bool], own: Sequence[dict[str, BlockInfo]]) -> dict[int, list[torch.Tensor]]:
     """Every gradient request's reduced gradients from one ``torch.autograd.grad``.
 
     The tensors asked for are the union of what the requests need: Z of a block (``wrt="scores"``
     on an adapter that captures Z), A of a block (``wrt="probs"``, or ∂y/∂Z through the softmax
-    Jacobian where Z cannot be captured, see :func:`_hook_softmax`). A tensor two requests need
+    Jacobian where Z cannot be captured, see :func:`_softmax_nodes`). A tensor two requests need
     is asked for once; each request reduces the gradient with its own reducer."""
     by_name = {r.block.name: r for r in records}
     grad_names = {b.name for i in grad_reqs for b in requests[i].blocks}
@@ -172,8 +172,7 @@ def _backward(y: torch.Tensor, records: Sequence[AttentionRecord], requests: Seq
                     probs.setdefault(b.name, rec.outputs.detach())  # type: ignore[union-attr]
     like = {r.block.name: (r.outputs.shape, r.outputs.dtype, r.outputs.device) for r in records if r.outputs is not None}
     caught: dict[tuple[int, str], torch.Tensor] = {}
-    handles = [node.register_hook(_keeper(caught, name, [i for i in via_z if any(b.name == name for b in requests[i].blocks)],
-                                          requests, per_request))
+    handles = [node.register_hook(_keeper(caught, name, [i for i in via_z if name in own[i]], requests, own))
                for name, node in hooked.items()]
     try:
         keys, tensors = list(wanted), list(wanted.values())
@@ -226,8 +225,8 @@ def _softmax_nodes(records: Sequence[AttentionRecord], names: set[str], earliest
 
 
 def _keeper(caught: dict, name: str, reqs: Sequence[int], requests: Sequence[AttentionRequest],
-            per_request: Sequence[Sequence[AttentionRecord]]) -> Callable:
-    blocks = {i: next(r.block for r in per_request[i] if r.block.name == name) for i in reqs}
+            own: Sequence[dict[str, BlockInfo]]) -> Callable:
+    blocks = {i: own[i][name] for i in reqs}
 
     def keep(grad_inputs: tuple, _grad_outputs: tuple) -> None:
         g = grad_inputs[0]
