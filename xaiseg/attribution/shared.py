@@ -1,8 +1,8 @@
 """One attention pass per batch for every attention method explaining the same logit.
 
 A method opts in by returning an :class:`~.attention.AttentionRequest` from
-:meth:`Attribution.attention_request` and building its map from the pass in
-:meth:`Attribution.attribute_from_pass`. Whoever runs several methods on one batch (the
+:meth:`Attribution.attention_request` and building its map, in ``_attribute``, from the pass
+:func:`shared_pass` gives it. Whoever runs several methods on one batch (the
 benchmark's maps pass) opens :func:`sharing` and :meth:`SharedPasses.declare`\\ s each
 (method, inputs, target) before calling any of them; the first opted-in method called then runs
 :func:`~.attention.attention_passes` once for every declared method of its group — same model,
