@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import binarize
 from ..output.atomic import save_figure
 
 
@@ -85,7 +86,7 @@ class _Montage:
             ax = self.axes[1, j]
             # zero (outside the brain mask, or nothing) stays transparent so the CT shows through
             drawn.append(_show(ax, np.asarray(sal), masked_to=0.0, cmap="jet", alpha=0.5, vmin=0, vmax=1))
-            pred = (np.asarray(sal, dtype=np.float64) > t).astype(float)
+            pred = binarize(sal, t).astype(float)  # the very mask the row was scored on
             if pred.any() and not pred.all():
                 drawn.append(ax.contour(pred, levels=[0.5], colors="red", linewidths=0.8))
             ax.set_title(f"t = {t:.2f}", fontsize=8)
