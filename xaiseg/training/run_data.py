@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -127,6 +128,7 @@ def disk_data(cfg: Any, preprocessor: Any, input_size: int, curriculum: Curricul
     subject_of = [str(records[i].subject) for i in tr_idx]
     buffer = getattr(getattr(ds, "_cache", None), "maxsize", 4)  # volumes the data set's cache holds
 
+    @functools.lru_cache(maxsize=1)  # the loader and train_counts of an epoch share one order
     def sampler(epoch: int) -> Any:
         order = volume_buffered(epoch_order(len(tr_idx), epoch, cfg.seed, weights), subject_of, buffer, epoch, cfg.seed)
         batches = EpochSampler(order, epoch, cfg.batch_size)  # the global batches
