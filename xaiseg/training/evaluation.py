@@ -22,6 +22,24 @@ def per_label_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> di
     return {n: roc_auc(labels[:, i], probs[:, i]) for i, n in enumerate(names)}
 
 
+def slice_probabilities(loaded, ds, indices, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """P(hemorrhage) of a loaded checkpoint on the slices ``indices`` of a data set on disk, each
+    slice through the checkpoint's own preprocessing (as ``xaiseg train`` validates)."""
+    import torch
+    from ..progress import progress_bar
+
+    indices = list(indices)
+    ps = [np.zeros(0, dtype=np.float32)]
+    with torch.no_grad():
+        for start in progress_bar(range(0, len(indices), batch_size), desc="evaluate", enabled=progress, leave=False):
+            chunk = indices[start : start + batch_size]
+            # one slice at a time through the preprocessor: slices may differ in size
+            x = torch.stack([loaded.preprocessor(torch.as_tensor(ds[i]["image"]).float()).image for i in chunk])
+            x = loaded.normalize(x.to(loaded.device))
+            ps.append(loaded.detection_probability(loaded.model(x)).cpu().numpy())
+    return np.concatenate(ps)
+
+
 def evaluate_checkpoint(
     checkpoint: str, data: str, layout: str = "auto", *, device: str | None = None, batch_size: int = 64,
     progress: bool = True,
@@ -31,24 +49,13 @@ def evaluate_checkpoint(
     The ``any`` label is the truth, P(hemorrhage) the score (softmax class 1 or sigmoid of ``any``).
     Slices with an unknown (NaN) ``any`` label are left out.
     """
-    import torch
-    from ..progress import progress_bar
-
     from ..data import open_dataset
     from .checkpoint import load_model
 
     loaded = load_model(checkpoint, device=device)
     ds = open_dataset(data, layout=layout)
     idx = [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
-    ys, ps = [], []
-    with torch.no_grad():
-        for start in progress_bar(range(0, len(idx), batch_size), desc="evaluate", enabled=progress, leave=False):
-            chunk = idx[start : start + batch_size]
-            # one slice at a time through the preprocessor: slices may differ in size
-            x = torch.stack([loaded.preprocessor(torch.as_tensor(ds[i]["image"]).float()).image for i in chunk])
-            x = loaded.normalize(x.to(loaded.device))
-            ps.append(loaded.detection_probability(loaded.model(x)).cpu().numpy())
-            ys.extend(float(ds.records[i].labels[-1]) for i in chunk)
-    out = detection_metrics(np.array(ys), np.concatenate(ps))
-    out["n"], out["positives"] = len(ys), int(np.sum(np.array(ys) > 0.5))
+    ys = np.array([float(ds.records[i].labels[-1]) for i in idx])
+    out = detection_metrics(ys, slice_probabilities(loaded, ds, idx, batch_size=batch_size, progress=progress))
+    out["n"], out["positives"] = len(ys), int(np.sum(ys > 0.5))
     return out
