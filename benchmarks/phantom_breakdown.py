@@ -105,8 +105,9 @@ def score(checkpoint: str, data: str, device: str | None = None) -> list[dict]:
 def _print(f: dict) -> None:
     a = f["all"]
     print(f"all slices: AUC {a['auc']:.3f} ({a['slices']} slices, {a['positives']} positive)")
-    print(f"8-bit windowed exports (subjects {f['window8']['subjects']}): AUC {f['window8']['auc']:.3f}; "
-          f"the other subjects: {f['other']['auc']:.3f}")
+    w8 = f["window8"]
+    print(f"8-bit windowed exports (subjects {w8['subjects']}): AUC {w8['auc']:.3f}; the other subjects: {f['other']['auc']:.3f}"
+          if w8["subjects"] else "no subject was exported as an 8-bit windowed image")
     for title, key in (("lesion area on the slice (mm²)", "by_area_mm2"), ("subtype", "by_subtype"),
                        ("level (0 skull base, 1 vertex)", "by_level")):
         print(f"positives by {title}, each group against all negatives:")
@@ -118,14 +119,30 @@ def _print(f: dict) -> None:
               f"{'  8-bit export' if r['window8'] else ''}")
 
 
+def _strict(value):
+    """NaN (an empty group) as JSON null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
 def main() -> None:
+    from xaiseg.errors import XaisegError
+
     a = _args()
     if not (Path(a.data) / "phantom.json").is_file():
         raise SystemExit(f"{a.data!r} holds no phantom.json: pass a folder written by `xaiseg phantom`")
-    figures = breakdown(score(a.checkpoint, a.data, a.device), a.top)
+    try:
+        figures = breakdown(score(a.checkpoint, a.data, a.device), a.top)
+    except XaisegError as exc:
+        raise SystemExit(str(exc).splitlines()[0]) from None
     _print(figures)
     if a.json:
-        Path(a.json).write_text(json.dumps(figures, indent=1))
+        Path(a.json).write_text(json.dumps(_strict(figures), indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def test_rows_match_the_written_files_and_the_checkpoint(scored):
         t = truth[(r["subject"], r["slice_index"])]
         assert r["positive"] == t["positive"] and set(r["subtypes"]) == t["subtypes"] and r["window8"] == t["window8"]
         assert r["area_mm2"] == pytest.approx(t["area_mm2"], rel=1e-6)
+        assert r["level"] == pytest.approx(t["slice_index"] / 7)  # 0 at the lowest slice, 1 at the top one
         # the volume is stored (columns, rows, slices): the slice image is its transpose
         with torch.no_grad():
             x, _ = loaded.prepare(t["hu"].T)
@@ -110,9 +111,20 @@ def test_every_auc_is_sklearns_on_its_group(scored):
     assert [r["p"] for r in top] == sorted(p[~y], reverse=True)[:3] and not any(r["positive"] for r in top)
 
 
-def test_a_folder_without_phantom_json_is_one_line(tmp_path, monkeypatch, capsys):
-    mod = _script()
-    monkeypatch.setattr("sys.argv", ["phantom_breakdown.py", "--checkpoint", str(tmp_path), "--data", str(tmp_path)])
-    with pytest.raises(SystemExit) as e:
-        mod.main()
-    assert "holds no phantom.json" in str(e.value) and "\n" not in str(e.value)
+def test_bad_input_is_one_line(scored, tmp_path, monkeypatch):
+    mod, data, _, _ = scored
+    for args, words in (([str(tmp_path), str(tmp_path)], "holds no phantom.json"),
+                        ([str(tmp_path / "none"), str(data)], "none")):
+        monkeypatch.setattr("sys.argv", ["phantom_breakdown.py", "--checkpoint", args[0], "--data", args[1]])
+        with pytest.raises(SystemExit) as e:
+            mod.main()
+        assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_json_is_strict(scored, tmp_path, monkeypatch):
+    mod, data, ck, _ = scored
+    out = tmp_path / "f.json"
+    monkeypatch.setattr("sys.argv", ["phantom_breakdown.py", "--checkpoint", str(ck), "--data", str(data), "--json", str(out)])
+    mod.main()
+    figures = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert figures["all"]["slices"] == 48
