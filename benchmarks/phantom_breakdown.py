@@ -8,8 +8,8 @@ validates), then prints:
 - the AUC over all slices, and within the subjects exported as 8-bit windowed images
   (``window8`` in phantom.json) and within the others;
 - groups of positive slices, each ranked against *all* negatives (the AUC of the group's
-  positives plus every negative): by lesion area on the slice (mm², from the mask and the pixel
-  spacing), by subtype (a slice with two subtypes counts in both), by level in the head;
+  positives plus every negative): by lesion area on the slice (mm², the writer's per-slice
+  lesion pixels in phantom.json and the pixel spacing), by subtype (a slice with two subtypes counts in both), by level in the head;
 - the negatives ranked highest, with their subject's acquisition.
 
 Why: one validation AUC does not say whether small lesions, one subtype, the 8-bit exports or
@@ -37,7 +37,7 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def slice_table(data: str | Path, probabilities: np.ndarray, records, areas_px: np.ndarray) -> list[dict]:
+def slice_table(data: str | Path, probabilities: np.ndarray, records) -> list[dict]:
     """One row per scored slice: subject, level, label, subtypes, lesion area (mm²), window8, P."""
     from xaiseg.data.constants import SUBTYPES
 
@@ -45,8 +45,9 @@ def slice_table(data: str | Path, probabilities: np.ndarray, records, areas_px: 
     subjects = {int(s["PatientNumber"]): s for s in meta["subject_list"]}
     n = int(meta["slices_per_subject"])
     rows = []
-    for r, p, a in zip(records, probabilities, areas_px):
+    for r, p in zip(records, probabilities):
         s = subjects[int(r.subject)]
+        a = s["lesion_px_per_slice"][int(r.slice_index)]
         rows.append({"subject": int(r.subject), "slice_index": int(r.slice_index), "level": r.slice_index / max(1, n - 1),
                      "positive": bool(r.labels[-1] > 0.5),
                      "subtypes": [t for t, v in zip(SUBTYPES, r.labels[:-1]) if v > 0.5],
@@ -97,9 +98,8 @@ def score(checkpoint: str, data: str, device: str | None = None) -> list[dict]:
     loaded = load_model(checkpoint, device=device)
     ds = open_dataset(data, layout="physionet")
     idx = [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
-    areas = np.array([int((np.asarray(ds[i]["mask"]) > 0).sum()) if ds.records[i].labels[-1] > 0.5 else 0 for i in idx])
     probs = slice_probabilities(loaded, ds, idx, progress=False)
-    return slice_table(data, probs, [ds.records[i] for i in idx], areas)
+    return slice_table(data, probs, [ds.records[i] for i in idx])
 
 
 def _print(f: dict) -> None:
@@ -119,19 +119,9 @@ def _print(f: dict) -> None:
               f"{'  8-bit export' if r['window8'] else ''}")
 
 
-def _strict(value):
-    """NaN (an empty group) as JSON null."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
-
-
 def main() -> None:
     from xaiseg.errors import XaisegError
+    from xaiseg.training.checkpoint import jsonable  # NaN (an empty group) as null
 
     a = _args()
     if not (Path(a.data) / "phantom.json").is_file():
@@ -142,7 +132,7 @@ def main() -> None:
         raise SystemExit(str(exc).splitlines()[0]) from None
     _print(figures)
     if a.json:
-        Path(a.json).write_text(json.dumps(_strict(figures), indent=1, allow_nan=False))
+        Path(a.json).write_text(json.dumps(jsonable(figures), indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":
