@@ -43,6 +43,7 @@ import torch
 import xaiseg
 from xaiseg.benchmark import DEFAULT_METHODS  # the benchmark's methods: what the pipeline timing runs too
 from xaiseg.attribution.spec import parse_method_spec, split_method_list
+from xaiseg.benchmark.report import summary_numbers
 from xaiseg.training.checkpoint import resolve_device
 
 PAPER = "swin_base_patch4_window12_384"
@@ -410,14 +411,6 @@ def _print_rows(rows: list[Row], batches: list[int], gpu: bool) -> None:
             print(f"hgi-sam throughput, batch {batches[-1]} vs {batches[0]}: {fl[batches[0]] / fl[batches[-1]]:.1f}x images/s")
 
 
-def _numbers(summary_csv: str) -> list[dict]:
-    """summary.csv without its timing column (the only one that may differ between equal runs)."""
-    import csv
-    import io
-
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(io.StringIO(summary_csv))]
-
-
 START_UP = ("open data", "load model", "load methods")  # run.json stages paid once per run
 
 
@@ -445,7 +438,7 @@ def _print_pipelines(pipes: list[dict]) -> None:
                  / max(1e-9, sum(p["stage_s"].values()) - s) for p, s in zip(pipes, start_up)]
     print(f"  {'  w/o start-up':<18}" + "".join(f"{a:>24.1f} %" for a in per_slice))
     for p in pipes[1:]:
-        same = "identical" if _numbers(p["summary_csv"]) == _numbers(first["summary_csv"]) else "DIFFERENT"
+        same = "identical" if summary_numbers(p["summary_csv"]) == summary_numbers(first["summary_csv"]) else "DIFFERENT"
         print(f"  {p['checkout']} / {first['checkout']}: wall time x{p['process_wall_s'] / first['process_wall_s']:.2f}; "
               f"summary.csv {same}")
 

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from xaiseg.benchmark.report import summary_numbers
+
 
 def one_run(processes: int, threads: int, data: str | None, limit: int | None, device: str, out: str) -> dict:
     """run.json's timing of one run with ``processes`` processes, plus its wall time and summary.csv."""
@@ -38,9 +40,7 @@ def one_run(processes: int, threads: int, data: str | None, limit: int | None, d
     with open(os.path.join(out, "run.json")) as fh:
         timing = json.load(fh)["timing"]
     with open(os.path.join(out, "summary.csv")) as fh:
-        summary = [ln.split(",") for ln in fh.read().splitlines()]
-    wall_col = summary[0].index("wall_time_s") if "wall_time_s" in summary[0] else None
-    cells = [[c for i, c in enumerate(row) if i != wall_col] for row in summary]  # timing aside
+        cells = summary_numbers(fh.read())
     return {"processes": processes, "threads": threads, "process_wall_s": wall, "elapsed_s": timing["elapsed_s"],
             "slices": timing["slices"], "slices_per_s": timing["slices_per_s"], "stage_s": timing["stage_s"],
             "summary": cells}

@@ -16,6 +16,15 @@ from .checkpoints import split_label
 from .store import fmt
 
 RANK_METRIC = "dice"  # what the summary ranks by; its direction comes from the Metric
+TIMING_COLUMNS = ("wall_time_s",)  # the summary's only cells that may differ between two equal runs
+
+
+def summary_numbers(csv_text: str) -> list[dict[str, str]]:
+    """The rows of a summary.csv's text without its timing columns: what two runs that computed
+    the same thing agree on, cell by cell."""
+    import io
+
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(io.StringIO(csv_text))]
 
 
 def stats(values: Sequence[float]) -> dict[str, float | int]:

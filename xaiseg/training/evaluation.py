@@ -22,6 +22,11 @@ def per_label_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> di
     return {n: roc_auc(labels[:, i], probs[:, i]) for i, n in enumerate(names)}
 
 
+def known_label_indices(ds) -> list[int]:
+    """The slices of a data set on disk whose ``any`` label is known (not NaN): the ones scored."""
+    return [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
+
+
 def slice_probabilities(loaded, ds, indices, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """P(hemorrhage) of a loaded checkpoint on the slices ``indices`` of a data set on disk, each
     slice through the checkpoint's own preprocessing (as ``xaiseg train`` validates)."""
@@ -54,7 +59,7 @@ def evaluate_checkpoint(
 
     loaded = load_model(checkpoint, device=device)
     ds = open_dataset(data, layout=layout)
-    idx = [i for i, r in enumerate(ds.records) if not np.isnan(r.labels[-1])]
+    idx = known_label_indices(ds)
     ys = np.array([float(ds.records[i].labels[-1]) for i in idx])
     out = detection_metrics(ys, slice_probabilities(loaded, ds, idx, batch_size=batch_size, progress=progress))
     out["n"], out["positives"] = len(ys), int(np.sum(ys > 0.5))
