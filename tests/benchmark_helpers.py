@@ -1,14 +1,28 @@
 """A tiny generated data set (the built-in phantom, PhysioNet layout) and a tiny untrained Swin
-checkpoint written exactly as `xaiseg train` writes one, for the benchmark tests."""
+checkpoint written exactly as `xaiseg train` writes one, for the benchmark tests; and the loader
+of a script in benchmarks/ (not a package) as a module."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from .conftest import tiny_swin
 
 INPUT = 32
 MODEL_KWARGS = {"img_size": INPUT, "patch_size": 4, "window_size": 4, "embed_dim": 8, "depths": [2, 2, 2],
                 "num_heads": [1, 2, 2]}
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """benchmarks/NAME.py, imported fresh."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def make_phantom(out: Path) -> Path:

@@ -4,7 +4,6 @@ sklearn's AUC."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,17 +17,15 @@ from xaiseg import load_model
 from xaiseg.data.phantom_writer import write_phantom
 from xaiseg.training import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
+from .benchmark_helpers import benchmark_script
+
 TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "depths": [2, 2, 2, 2], "num_heads": [1, 1, 2, 2]}
 CSV_SUBTYPES = {"epidural": "Epidural", "intraparenchymal": "Intraparenchymal", "intraventricular": "Intraventricular",
                 "subarachnoid": "Subarachnoid", "subdural": "Subdural"}
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("phantom_breakdown", ROOT / "benchmarks" / "phantom_breakdown.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("phantom_breakdown")
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,17 @@ subject-bootstrap interval, checked against values written here."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .benchmark_helpers import benchmark_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("weak_vs_full", ROOT / "benchmarks" / "weak_vs_full.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("weak_vs_full")
 
 
 def _write(run: Path, rows: list[dict]) -> Path:
