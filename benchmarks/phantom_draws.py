@@ -4,7 +4,8 @@
 
 Writes (once; reused while its settings and the generator's version match) a phantom per seed
 into ``CACHE/seed-N`` with the size ``xaiseg phantom`` writes by default (``--subjects``,
-``--slices``, ``--size`` change it), scores every written slice with each checkpoint (its own
+``--slices``, ``--size`` change it; a folder with other settings, e.g. another prevalence, is
+rewritten), scores every written slice with each checkpoint (its own
 preprocessing, as ``xaiseg train`` validates) and prints, per checkpoint and draw, the pooled
 AUC and the mean AUC within the heads that hold both classes, then the mean over the draws.
 
@@ -48,24 +49,31 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         seeds = []
-    if not seeds:
-        raise ValueError(f"--seeds must be comma-separated integers, e.g. 1,2,3, not {text!r}")
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"--seeds must be comma-separated integers >= 0, e.g. 1,2,3, not {text!r}")
     return seeds
 
 
 def draw(cache: Path, seed: int, subjects: int, slices: int, size: int) -> Path:
-    """The phantom of ``seed`` in ``cache/seed-N``: reused if phantom.json has these settings and
-    the generator's version, else (re)written."""
+    """The phantom of ``seed`` in ``cache/seed-N``: reused if its phantom.json says it is the
+    default phantom of this seed and size from this generator version, else (re)written (which
+    ``write_phantom`` refuses for a folder it did not write)."""
+    import inspect
+
     from xaiseg.data.phantom import PHANTOM_VERSION
     from xaiseg.data.phantom_writer import write_phantom
 
+    defaults = {k: v.default for k, v in inspect.signature(write_phantom).parameters.items()}
     out = cache / f"seed-{seed}"
-    want = {"version": PHANTOM_VERSION, "seed": seed, "subjects": subjects, "slices_per_subject": slices, "size": size}
-    meta = out / "phantom.json"
-    if meta.is_file():
-        have = json.loads(meta.read_text())
-        if all(have.get(k) == v for k, v in want.items()):
-            return out
+    want = {"generator": "xaiseg phantom", "version": PHANTOM_VERSION, "seed": seed, "subjects": subjects,
+            "slices_per_subject": slices, "size": size, "prevalence": defaults["prevalence"],
+            "acquisition": defaults["acquisition"]}
+    try:
+        have = json.loads((out / "phantom.json").read_text())
+    except (OSError, ValueError):
+        have = None
+    if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
+        return out
     return write_phantom(out, subjects=subjects, slices_per_subject=slices, size=size, seed=seed, progress=False,
                          overwrite=True)
 
@@ -80,12 +88,10 @@ def draw_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> dict[str
             "heads_with_both": len(within), "n": int(len(y)), "positives": int(y.sum())}
 
 
-def score(checkpoint: str, data: Path, device: str | None = None) -> dict[str, float | int]:
+def score(loaded, data: Path) -> dict[str, float | int]:
     from xaiseg.data import open_dataset
-    from xaiseg.training.checkpoint import load_model
     from xaiseg.training.evaluation import known_label_indices, slice_probabilities
 
-    loaded = load_model(checkpoint, device=device)
     ds = open_dataset(str(data))
     idx = known_label_indices(ds)
     y = np.array([ds.records[i].labels[-1] > 0.5 for i in idx])
@@ -93,19 +99,23 @@ def score(checkpoint: str, data: Path, device: str | None = None) -> dict[str, f
     return draw_figures(y, slice_probabilities(loaded, ds, idx, progress=False), subjects)
 
 
+def _check_json_target(path: str | None) -> None:
+    if path and not Path(path).parent.is_dir():
+        raise ValueError(f"--json {path}: its folder {Path(path).parent} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     from xaiseg.errors import XaisegError
+    from xaiseg.training.checkpoint import load_model
 
-    try:
+    try:  # every check before the first draw is written
+        seeds = parse_seeds(args.seeds)
+        _check_json_target(args.json)
+        loaded = {ck: load_model(ck, device=args.device) for ck in args.checkpoint}
         draws = {s: draw(Path(args.cache), s, args.subjects, args.slices, args.size) for s in seeds}
-        table = {ck: {s: score(ck, d, args.device) for s, d in draws.items()} for ck in args.checkpoint}
-    except XaisegError as exc:
+        table = {ck: {s: score(model, d) for s, d in draws.items()} for ck, model in loaded.items()}
+    except (XaisegError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for ck, rows in table.items():

@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from xaiseg import load_model
+from xaiseg.data.phantom_writer import write_phantom
 from xaiseg.training import TrainConfig, train
 
 from .benchmark_helpers import benchmark_script
@@ -77,6 +78,11 @@ def test_a_draw_is_reused_only_while_its_settings_match(run):
     assert (folder / "phantom.json").stat().st_mtime_ns == stamp  # reused, not rewritten
     mod.draw(tmp / "cache", 4, subjects=3, slices=6, size=48)
     assert json.loads((folder / "phantom.json").read_text())["subjects"] == 3  # other settings: rewritten
+    write_phantom(folder, subjects=4, slices_per_subject=6, size=48, seed=4, prevalence=0.0, acquisition="clean",
+                  progress=False, overwrite=True)  # the same seed and size, not the default phantom
+    mod.draw(tmp / "cache", 4, subjects=4, slices=6, size=48)
+    meta = json.loads((folder / "phantom.json").read_text())
+    assert (meta["prevalence"], meta["acquisition"]) == (0.6, "random")
 
 
 def test_no_head_with_both_classes_gives_no_within_figure_and_bad_input_exits_2(capsys, tmp_path):
@@ -86,5 +92,21 @@ def test_no_head_with_both_classes_gives_no_within_figure_and_bad_input_exits_2(
     assert mod.main(["--checkpoint", "x", "--seeds", "a,b"]) == 2
     assert mod.main(["--checkpoint", str(tmp_path / "none"), "--seeds", "1", "--cache", str(tmp_path / "c"),
                      "--subjects", "1", "--slices", "2", "--size", "32"]) == 2
+    assert mod.main(["--checkpoint", "x", "--seeds", "1,-2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and err[0].startswith("error: --seeds") and "not a directory" in err[1]
+    assert len(err) == 3 and err[0].startswith("error: --seeds") and "not a directory" in err[1]
+    assert err[2].startswith("error: --seeds")
+
+
+def test_bad_targets_fail_in_one_line_before_any_draw_is_written(run, capsys, tmp_path):
+    mod, tmp, _ = run
+    small = ["--subjects", "1", "--slices", "2", "--size", "32", "--seeds", "1"]
+    assert mod.main(["--checkpoint", str(tmp / "ck"), "--cache", str(tmp_path / "c"), "--json",
+                     str(tmp_path / "no" / "f.json"), *small]) == 2
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "c" / "seed-1").mkdir(parents=True)
+    (tmp_path / "c" / "seed-1" / "phantom.json").write_text("{bad")  # not a phantom written here: never replaced
+    assert mod.main(["--checkpoint", str(tmp / "ck"), "--cache", str(tmp_path / "c"), *small]) == 2
+    assert (tmp_path / "c" / "seed-1" / "phantom.json").read_text() == "{bad"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err) and "--json" in err[0]
