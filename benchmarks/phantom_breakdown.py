@@ -93,12 +93,11 @@ def breakdown(rows: list[dict], top: int = 10) -> dict:
 def score(checkpoint: str, data: str, device: str | None = None) -> list[dict]:
     from xaiseg import load_model
     from xaiseg.data import open_dataset
-    from xaiseg.training.evaluation import known_label_indices, slice_probabilities
+    from xaiseg.training.evaluation import labelled_probabilities
 
     loaded = load_model(checkpoint, device=device)
     ds = open_dataset(data, layout="physionet")
-    idx = known_label_indices(ds)
-    probs = slice_probabilities(loaded, ds, idx, progress=False)
+    idx, _, probs = labelled_probabilities(loaded, ds, progress=False)
     return slice_table(data, probs, [ds.records[i] for i in idx])
 
 

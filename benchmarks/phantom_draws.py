@@ -26,12 +26,17 @@ import numpy as np
 SEEDS = (1, 2, 3)
 
 
-def _args(argv: list[str] | None = None) -> argparse.Namespace:
+def writer_defaults() -> dict:
+    """The default arguments of ``write_phantom``: the phantom ``xaiseg phantom`` writes."""
     import inspect
 
     from xaiseg.data.phantom_writer import write_phantom
 
-    default = {k: v.default for k, v in inspect.signature(write_phantom).parameters.items()}
+    return {k: v.default for k, v in inspect.signature(write_phantom).parameters.items()}
+
+
+def _args(argv: list[str] | None = None) -> argparse.Namespace:
+    default = writer_defaults()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint directories of `xaiseg train`")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="phantom seeds, comma-separated (default 1,2,3)")
@@ -58,12 +63,10 @@ def draw(cache: Path, seed: int, subjects: int, slices: int, size: int) -> Path:
     """The phantom of ``seed`` in ``cache/seed-N``: reused if its phantom.json says it is the
     default phantom of this seed and size from this generator version, else (re)written (which
     ``write_phantom`` refuses for a folder it did not write)."""
-    import inspect
-
     from xaiseg.data.phantom import PHANTOM_VERSION
     from xaiseg.data.phantom_writer import write_phantom
 
-    defaults = {k: v.default for k, v in inspect.signature(write_phantom).parameters.items()}
+    defaults = writer_defaults()
     out = cache / f"seed-{seed}"
     want = {"generator": "xaiseg phantom", "version": PHANTOM_VERSION, "seed": seed, "subjects": subjects,
             "slices_per_subject": slices, "size": size, "prevalence": defaults["prevalence"],
@@ -90,13 +93,11 @@ def draw_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> dict[str
 
 def score(loaded, data: Path) -> dict[str, float | int]:
     from xaiseg.data import open_dataset
-    from xaiseg.training.evaluation import known_label_indices, slice_probabilities
+    from xaiseg.training.evaluation import labelled_probabilities
 
     ds = open_dataset(str(data))
-    idx = known_label_indices(ds)
-    y = np.array([ds.records[i].labels[-1] > 0.5 for i in idx])
-    subjects = np.array([ds.records[i].subject for i in idx])
-    return draw_figures(y, slice_probabilities(loaded, ds, idx, progress=False), subjects)
+    idx, y, p = labelled_probabilities(loaded, ds, progress=False)
+    return draw_figures(y > 0.5, p, np.array([ds.records[i].subject for i in idx]))
 
 
 def _check_json_target(path: str | None) -> None:

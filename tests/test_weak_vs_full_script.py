@@ -11,7 +11,6 @@ import pytest
 from .benchmark_helpers import benchmark_script
 
 
-
 def _script():
     return benchmark_script("weak_vs_full")
 

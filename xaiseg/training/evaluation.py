@@ -45,6 +45,14 @@ def slice_probabilities(loaded, ds, indices, *, batch_size: int = 64, progress: 
     return np.concatenate(ps)
 
 
+def labelled_probabilities(loaded, ds, *, batch_size: int = 64, progress: bool = True) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The slices of ``ds`` with a known label: their indices, their ``any`` label (float) and
+    the checkpoint's P(hemorrhage) on each (:func:`slice_probabilities`)."""
+    idx = known_label_indices(ds)
+    ys = np.array([float(ds.records[i].labels[-1]) for i in idx])
+    return idx, ys, slice_probabilities(loaded, ds, idx, batch_size=batch_size, progress=progress)
+
+
 def evaluate_checkpoint(
     checkpoint: str, data: str, layout: str = "auto", *, device: str | None = None, batch_size: int = 64,
     progress: bool = True,
@@ -59,8 +67,7 @@ def evaluate_checkpoint(
 
     loaded = load_model(checkpoint, device=device)
     ds = open_dataset(data, layout=layout)
-    idx = known_label_indices(ds)
-    ys = np.array([float(ds.records[i].labels[-1]) for i in idx])
-    out = detection_metrics(ys, slice_probabilities(loaded, ds, idx, batch_size=batch_size, progress=progress))
+    _, ys, probs = labelled_probabilities(loaded, ds, batch_size=batch_size, progress=progress)
+    out = detection_metrics(ys, probs)
     out["n"], out["positives"] = len(ys), int(np.sum(ys > 0.5))
     return out
