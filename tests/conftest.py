@@ -8,6 +8,19 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_on_every_cpu():
+    """``--precision auto`` trains in bf16 on a CPU with bf16 instructions: the suite pins such CPUs to
+    fp32 so that a run's trajectory (which epochs a test's run picks, what it learns) is the same on
+    every machine; tests of bf16 ask for it (tests/test_train_precision.py). Session-wide, so that
+    module fixtures' runs are pinned too; processes a test starts pass --precision themselves."""
+    from xaiseg.training import precision
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: False)
+        yield
+
+
 def tiny_swin(
     img_size: int | tuple[int, int] = 64,
     window_size: int = 4,

@@ -48,7 +48,7 @@ def test_cuda_training_with_mixed_precision_saves_a_checkpoint_that_loads_on_cpu
     kwargs = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "depths": [2, 2, 2, 2],
               "num_heads": [1, 1, 2, 2]}
     res = train(TrainConfig(out=str(tmp_path / "run"), data="phantom", model="tiny", model_kwargs=kwargs, epochs=1,
-                            steps_per_epoch=3, batch_size=4, val_size=8, device="cuda", amp=True, progress=False))
+                            steps_per_epoch=3, batch_size=4, val_size=8, device="cuda", precision="auto", progress=False))
     log = (tmp_path / "run" / "train.log").read_text()
     assert "device: cuda" in log
     assert all(p.device.type == "cuda" for p in res.model.parameters())

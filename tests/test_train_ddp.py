@@ -30,7 +30,8 @@ TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "dept
 # last batch that leaves rank 1 with nothing (its stand-in slice must weigh 0). Seed 1 holds out
 # subject 001, which has slices with and without hemorrhage (an AUC exists).
 OPTIONS = dict(layout="physionet", model="tiny", epochs=2, batch_size=7, lr=1e-3, val_fraction=0.25, seed=1,
-               device="cpu", patience=0, workers=0, select="last", train_on="disk")
+               device="cpu", patience=0, workers=0, select="last", train_on="disk",
+               precision="fp32")  # the processes, unlike this one, see the CPU's own bf16 (conftest)
 
 
 def _argv(data, out, **extra) -> list[str]:

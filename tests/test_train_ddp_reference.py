@@ -72,7 +72,7 @@ def test_three_processes_train_the_weights_of_a_plain_torch_loop_over_the_global
     argv = ["train", "--data", str(data), "--layout", "physionet", "--train-on", "disk", "--model", "tiny",
             "--model-kwargs", json.dumps(TINY), "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--lr", str(LR),
             "--val-fraction", "0.25", "--seed", str(SEED), "--device", "cpu", "--patience", "0", "--workers", "0",
-            "--threads", "1", "--select", "last", "--no-progress", "--out", str(out)]
+            "--threads", "1", "--select", "last", "--precision", "fp32", "--no-progress", "--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
                            "-m", "xaiseg", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=300, check=False)

@@ -17,7 +17,6 @@ import json
 import math
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..output.paths import check_out_dir
 from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, jsonable, normalize, read_weights,
                                    resolve_device, save_checkpoint)
 from ..training.curriculum import lr_factor
+from ..training.precision import autocast_factory, describe, resolve_precision
 from ..training.sources import epoch_order, open_training_data, subject_split
 from ..training.run_files import LOG_FILE, RESUME_FILE, TEXT_LOG, RunLog, run_fingerprint
 from ..training.trainer import build_optimizer
@@ -76,9 +76,17 @@ class _Setup:
         a = self.arch_config
         return build_segmenter(a["architecture"], a["model_kwargs"], a["in_chans"], a["out_channels"], a["input_size"])
 
+    @cached_property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16: ``--precision`` on this device (the classifier's rule)."""
+        return resolve_precision(self.cfg.precision, self.device)
+
+    @cached_property
+    def scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+
     def amp_ctx(self):
-        use = self.cfg.amp and self.device.type == "cuda"
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use else nullcontext()
+        return autocast_factory(self.precision, self.device)()
 
 
 def train_segmenter(cfg: SegmentationConfig, *, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> SegmenterResult:
@@ -165,7 +173,9 @@ def _setup(cfg: SegmentationConfig, device: torch.device, log) -> _Setup:
     how = "" if cfg.model else f" (default on {device.type}; pass --model to choose)"
     log(f"segmenter: {name}{how} -> MONAI {preset.architecture} {kwargs}, {out_channels} output channel(s), "
         f"{n_params / 1e6:.2f} M parameters, input {input_size} px" + (f", resize {resize}" if resize else ""))
-    log(f"device: {device}, torch threads: {torch.get_num_threads()}, loss: Dice + cross-entropy (MONAI DiceCELoss)")
+    log(f"device: {device}, torch threads: {torch.get_num_threads()}, precision: "
+        f"{describe(resolve_precision(cfg.precision, device), cfg.precision, device)}, "
+        "loss: Dice + cross-entropy (MONAI DiceCELoss)")
 
     ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)
     if not getattr(ds, "has_masks", True):
@@ -271,10 +281,12 @@ def _epoch(setup: _Setup, model, optimizer, loss_fn, augment, train_rows, epoch,
             logits = model(x)
         loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        setup.scaler.scale(loss).backward()
         if cfg.grad_clip:
+            setup.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        setup.scaler.step(optimizer)
+        setup.scaler.update()
         losses.append(float(loss.detach()))
         state["step"] += 1
     if not losses:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .precision import PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .curriculum import Curriculum
@@ -53,7 +54,7 @@ class TrainConfig:
     augment: bool = True
     grad_clip: float = 1.0
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved instead
-    amp: bool = True  # CUDA only; ignored on CPU
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: see precision.resolve_precision
     resume: bool = False
     limit: int | None = None  # use at most this many slices of the data set (quick runs)
     skip_bad: bool = False  # skip (count and report) bad files instead of stopping at the first
@@ -111,6 +112,8 @@ class TrainConfig:
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 bad(f"--{f.name.replace('_', '-')} must be a finite number, got {v}")
+        if self.precision not in PRECISIONS:
+            bad(f"unknown --precision {self.precision!r}: use {', '.join(PRECISIONS)}")
         if self.task not in TASKS:
             bad(f"unknown task {self.task!r}: use binary or subtypes")
         if self.layout not in LAYOUTS:

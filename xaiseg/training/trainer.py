@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +42,7 @@ from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
+from .precision import autocast_factory, describe, resolve_precision
 from .presets import (PRESETS, build_model, default_model_name, default_resize, image_size_key, model_input_size,
                       resolve_model)
 
@@ -194,6 +194,7 @@ class _Optim:
     optimizer: torch.optim.Optimizer
     scaler: Any
     amp_ctx: Callable[[], Any]
+    precision: str  # fp32 | bf16 | fp16, as resolved for the device
     ema: Any  # timm ModelEmaV3 or None
     scored: nn.Module  # the weights that are validated and saved (the EMA's when on)
 
@@ -243,7 +244,9 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     lib = "transformers" if timm_name.startswith("hf:") else "timm"
     log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
         f"input {input_size} px")
-    log(f"device: {device}, torch threads: {torch.get_num_threads()}, task: {cfg.task} ({len(class_names)} logits)")
+    log(f"device: {device}, torch threads: {torch.get_num_threads()}, precision: "
+        f"{describe(resolve_precision(cfg.precision, device), cfg.precision, device)}, task: {cfg.task} "
+        f"({len(class_names)} logits)")
     if cfg.init and not cfg.resume:
         skipped = init_from(model, cfg.init)
         log(f"initialised from {cfg.init}" + (f" (new classifier head: {', '.join(skipped)})" if skipped else ""))
@@ -263,12 +266,9 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
 
 def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _Optim:
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    def amp_ctx():
-        return torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
+    precision = resolve_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # bf16 keeps fp32's exponent range
+    amp_ctx = autocast_factory(precision, device)
 
     # An exponential moving average of the weights (timm's ModelEmaV3) smooths the step-to-step
     # noise of a stream of fresh slices; when on, it is what is validated and saved.
@@ -277,7 +277,7 @@ def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _O
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema)
-    return _Optim(optimizer, scaler, amp_ctx, ema, model if ema is None else ema.module)
+    return _Optim(optimizer, scaler, amp_ctx, precision, ema, model if ema is None else ema.module)
 
 
 def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +348,7 @@ def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: i
 
 
 def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], metrics: dict[str, Any],
-                       world: World) -> dict[str, Any]:
+                       world: World, precision: str) -> dict[str, Any]:
     import timm
 
     return {
@@ -358,7 +358,8 @@ def _checkpoint_config(cfg: TrainConfig, m: _Setup, data_info: dict[str, Any], m
         "resize": m.resize, "windows": [list(w) for w in m.windows], "normalization": m.normalization,
         "metrics": metrics, "data": data_info,
         # --batch-size is the global batch, whatever the number of processes (docs/training.md)
-        "training": {**cfg.to_dict(), "world_size": world.size, "global_batch_size": cfg.batch_size},
+        "training": {**cfg.to_dict(), "world_size": world.size, "global_batch_size": cfg.batch_size,
+                     "precision_used": precision},
         "versions": {"xaiseg": __version__, "torch": torch.__version__, "timm": timm.__version__},
     }
 
@@ -521,7 +522,8 @@ def _end_epoch(cfg: TrainConfig, run: _Run, rec: dict[str, Any], st: _State, ran
         st.best_metrics = {k: v for k, v in rec.items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
         st.best_metrics["elapsed_s"] = rec["elapsed_s"]
         save_checkpoint(run.out, run.opt.scored,
-                        _checkpoint_config(cfg, run.m, run.rd.info, st.best_metrics, run.ranks.world))
+                        _checkpoint_config(cfg, run.m, run.rd.info, st.best_metrics, run.ranks.world,
+                                           run.opt.precision))
     elif rec["epoch"] > run.curriculum_end_epoch:
         st.bad_epochs += 1  # early stopping counts only once the lesions are realistic
     rec["best"] = improved
