@@ -53,12 +53,83 @@ TINY = {"img_size": 32, "patch_size": 4, "window_size": 2, "embed_dim": 8, "dept
         "num_heads": [1, 1, 2, 2]}
 
 
+def _cfg(out, precision, **kw) -> TrainConfig:
+    return TrainConfig(out=str(out), data="phantom", model="tiny", model_kwargs=dict(TINY), epochs=1,
+                       steps_per_epoch=3, batch_size=4, val_size=8, seed=0, device="cpu", progress=False, workers=0,
+                       precision=precision, **kw)
+
+
 def _run(tmp_path, name, precision):
-    cfg = TrainConfig(out=str(tmp_path / name), data="phantom", model="tiny", model_kwargs=dict(TINY), epochs=1,
-                      steps_per_epoch=3, batch_size=4, val_size=8, seed=0, device="cpu", progress=False, workers=0,
-                      precision=precision)
-    out = train(cfg).out
+    out = train(_cfg(tmp_path / name, precision)).out
     return load_file(str(out / "model.safetensors")), json.loads((out / "config.json").read_text()), out
+
+
+@pytest.fixture
+def product_dtypes(monkeypatch):
+    """The output dtype of every F.linear / F.conv2d call, split by whether autograd records it
+    (a training step) or not (validation)."""
+    seen = {"train": set(), "eval": set()}
+
+    def spy(fn):
+        def wrapped(*a, **k):
+            out = fn(*a, **k)
+            seen["train" if torch.is_grad_enabled() else "eval"].add(out.dtype)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy(torch.nn.functional.linear))
+    monkeypatch.setattr(torch.nn.functional, "conv2d", spy(torch.nn.functional.conv2d))
+    return seen
+
+
+def test_auto_on_a_bf16_cpu_trains_in_bf16_and_validates_in_fp32(tmp_path, monkeypatch, product_dtypes):
+    monkeypatch.setattr(P, "cpu_has_bf16", lambda cpuinfo=None: True)
+    out = train(_cfg(tmp_path / "auto", "auto")).out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["precision"] == "auto" and cfg["training"]["precision_used"] == "bf16"
+    assert "precision: bf16 autocast (the CPU has bf16 instructions" in (out / "train.log").read_text()
+    assert product_dtypes == {"train": {torch.bfloat16}, "eval": {torch.float32}}
+
+
+def test_the_segmenter_trains_in_the_precision_it_records(tmp_path, product_dtypes):
+    from xaiseg.data.phantom_writer import write_phantom
+    from xaiseg.segmenters import SegmentationConfig, train_segmenter
+
+    data = write_phantom(tmp_path / "ph", subjects=4, slices_per_subject=4, size=32, prevalence=1.0, seed=0,
+                         progress=False)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        product_dtypes["train"].clear()
+        product_dtypes["eval"].clear()
+        out = tmp_path / precision
+        train_segmenter(SegmentationConfig(out=str(out), data=str(data), model="unet", image_size=32, epochs=1,
+                                           batch_size=4, val_fraction=0.25, device="cpu", progress=False,
+                                           precision=precision,
+                                           model_kwargs={"channels": (4, 8), "strides": (2,), "num_res_units": 0}))
+        assert product_dtypes == {"train": {dtype}, "eval": {torch.float32}}, precision
+        assert json.loads((out / "config.json").read_text())["training"]["precision_used"] == precision
+
+
+def _as_written_before_precision(resume_pt):
+    """resume.pt as an xaiseg before --precision wrote it: an ``amp`` option, no precision."""
+    state = torch.load(resume_pt, weights_only=True)
+    fp = json.loads(state["fingerprint"])
+    fp.pop("precision")
+    fp["amp"] = True
+    state["fingerprint"] = json.dumps(fp)
+    state.pop("precision_used")
+    torch.save(state, resume_pt)
+
+
+def test_resume_continues_in_the_interrupted_runs_precision(tmp_path, monkeypatch):
+    out = train(_cfg(tmp_path / "run", "fp32")).out
+    with pytest.raises(ConfigError, match="computed in fp32, this one would in bf16; add --precision fp32"):
+        train(_cfg(out, "bf16", resume=True))
+    _as_written_before_precision(out / "resume.pt")  # a CPU run of the old amp flag: fp32
+    assert train(_cfg(out, "auto", resume=True)).out == out  # auto is fp32 on this (pinned) CPU
+    monkeypatch.setattr(P, "cpu_has_bf16", lambda cpuinfo=None: True)
+    with pytest.raises(ConfigError, match="add --precision fp32"):
+        train(_cfg(out, "auto", resume=True))
+    assert train(_cfg(out, "fp32", resume=True)).out == out
 
 
 def test_a_run_computes_in_the_precision_it_records(tmp_path):

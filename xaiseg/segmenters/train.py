@@ -33,7 +33,8 @@ from ..output.paths import check_out_dir
 from ..training.checkpoint import (CONFIG_FILE, SEGMENTER_KIND, WEIGHTS_FILE, jsonable, normalize, read_weights,
                                    resolve_device, save_checkpoint)
 from ..training.curriculum import lr_factor
-from ..training.precision import autocast_factory, describe, resolve_precision
+from ..training.precision import (RESUME_PRECISION_KEYS, autocast_factory, check_resume_precision, describe,
+                                  resolve_precision)
 from ..training.sources import epoch_order, open_training_data, subject_split
 from ..training.run_files import LOG_FILE, RESUME_FILE, TEXT_LOG, RunLog, run_fingerprint
 from ..training.trainer import build_optimizer
@@ -130,7 +131,7 @@ def _run(cfg: SegmentationConfig, out: Path, on_epoch_end) -> SegmenterResult:
                                 "resume with the same data, or start again in another --out")
         else:
             write_fold_index(out, setup.arch_config["architecture"], held,
-                             {"data": setup.data_info, "training": cfg.to_dict()})
+                             {"data": setup.data_info, "training": {**cfg.to_dict(), "precision_used": setup.precision}})
         runs = [(fold_dir(out, k), k, held[k]) for k in range(cfg.folds)]
         setup.log(f"folds: {cfg.folds} subject-wise folds of {len(set(setup.subjects))} subjects "
                   f"({', '.join(str(len(h)) for h in held)} held out per fold); one model per fold in {out}/fold-*")
@@ -230,12 +231,13 @@ def _train_one(setup: _Setup, run_dir: Path, fold: int | None, held_out: list[st
     model = setup.build().to(setup.device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     loss_fn = segmentation_loss(setup.arch_config["out_channels"])
+    setup.__dict__.pop("scaler", None)  # every fold's model starts with a fresh loss scale
     state = _resume(setup, run_dir, model, optimizer)
     steps_per_epoch = -(-len(rows["train"]) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * total))
     config = {**setup.arch_config, "kind": SEGMENTER_KIND, "fold": fold, "subjects": split, "data": setup.data_info,
-              "training": cfg.to_dict(), "versions": {"xaiseg": __version__, "torch": torch.__version__}}
+              "training": {**cfg.to_dict(), "precision_used": setup.precision}, "versions": {"xaiseg": __version__, "torch": torch.__version__}}
     from ..data.augment import Augment
 
     augment = Augment() if cfg.augment else None
@@ -246,7 +248,7 @@ def _train_one(setup: _Setup, run_dir: Path, fold: int | None, held_out: list[st
         rec: dict[str, Any] = {"epoch": epoch + 1, "step": state["step"], "lr": state["lr"], "train_loss": float(np.mean(losses))}
         if len(rows["val"]):
             vm = evaluate(model, setup.images[rows["val"]], setup.masks[rows["val"]], loss_fn=loss_fn,
-                          normalization=config["normalization"], device=setup.device, amp_ctx=setup.amp_ctx)
+                          normalization=config["normalization"], device=setup.device)  # in fp32, as the benchmark reads it
             rec.update({f"val_{k}": v for k, v in vm.items()})
         rec["epoch_s"] = time.perf_counter() - t_epoch
         _end_epoch(setup, run_dir, model, optimizer, config, rec, state)
@@ -314,7 +316,9 @@ def _end_epoch(setup: _Setup, run_dir: Path, model, optimizer, config, rec, stat
     loop = {k: state[k] for k in ("epoch", "step", "lr", "best_val", "best_epoch", "bad_epochs", "elapsed_s",
                                   "stopped_early", "best_metrics", "history")}
     save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "fingerprint": json.dumps(run_fingerprint(cfg)), "loop": json.dumps(jsonable(loop))},
+                "scaler": setup.scaler.state_dict() if setup.scaler.is_enabled() else None,
+                "precision_used": setup.precision,
+                "fingerprint": json.dumps(run_fingerprint(cfg)), "loop": json.dumps(jsonable(loop))},
                run_dir / RESUME_FILE)
 
 
@@ -330,11 +334,15 @@ def _resume(setup: _Setup, run_dir: Path, model, optimizer) -> dict[str, Any]:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         fingerprint, loop = json.loads(saved["fingerprint"]), json.loads(saved["loop"])
+        if saved.get("scaler"):
+            setup.scaler.load_state_dict(saved["scaler"])
     except Exception as exc:
         raise CheckpointError(f"cannot read {str(path)!r}: corrupt or not written by xaiseg train --task segmentation "
                               f"({type(exc).__name__}); start the run again in another --out") from None
+    check_resume_precision(fingerprint, saved.get("precision_used"), setup.cfg.precision, setup.device)
     now = run_fingerprint(setup.cfg)
-    diff = sorted(k for k in set(now) | set(fingerprint) if now.get(k) != fingerprint.get(k))
+    diff = sorted(k for k in set(now) | set(fingerprint)
+                  if now.get(k) != fingerprint.get(k) and k not in RESUME_PRECISION_KEYS)
     if diff:
         raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
     state.update(loop)
@@ -355,7 +363,7 @@ def _finish(setup: _Setup, run_dir: Path, held_rows: torch.Tensor, loss_fn, stat
         best = setup.build().to(setup.device)
         best.load_state_dict(read_weights(run_dir / WEIGHTS_FILE))
         hm = evaluate(best, setup.images[held_rows], setup.masks[held_rows], loss_fn=loss_fn,
-                      normalization=final["normalization"], device=setup.device, amp_ctx=setup.amp_ctx)
+                      normalization=final["normalization"], device=setup.device)  # in fp32, as the benchmark reads it
         metrics.update({f"held_out_{k}": v for k, v in hm.items()})
     final["metrics"] = metrics
     write_json(cfg_path, jsonable(final))

@@ -41,13 +41,37 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     cuda = device.type == "cuda"
     if requested == "auto":
         if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if _cuda_has_bf16(device) else "fp16"
         return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
     if requested == "fp16" and not cuda:
         raise ConfigError(f"--precision fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
-    if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+    if requested == "bf16" and cuda and not _cuda_has_bf16(device):
         raise ConfigError(f"--precision bf16: {device} has no bf16 support; use fp16 or fp32")
     return requested
+
+
+def _cuda_has_bf16(device: torch.device) -> bool:
+    # not emulated: torch's default counts an emulated bf16 (pre-Ampere GPUs), slower than fp16
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def check_resume_precision(saved: dict[str, Any], saved_used: str | None, requested: str, device: torch.device) -> None:
+    """``--resume`` continues in the arithmetic the interrupted run computed in (``saved``: its
+    fingerprint; ``saved_used``: the precision its resume.pt records, None before it did). A run of
+    an xaiseg without ``--precision`` had an ``amp`` flag, which autocast on CUDA only."""
+    if saved_used is None:
+        if "precision" in saved:
+            saved_used = resolve_precision(saved["precision"], device)
+        else:
+            saved_used = resolve_precision("auto", device) if saved.get("amp", True) and device.type == "cuda" else "fp32"
+    now = resolve_precision(requested, device)
+    if now != saved_used:
+        raise ConfigError(f"--resume: the interrupted run computed in {saved_used}, this one would in {now}; "
+                          f"add --precision {saved_used}")
+
+
+RESUME_PRECISION_KEYS = ("precision", "amp")  # compared by check_resume_precision, not as options
 
 
 def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:

@@ -42,7 +42,7 @@ from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
-from .precision import autocast_factory, describe, resolve_precision
+from .precision import RESUME_PRECISION_KEYS, autocast_factory, check_resume_precision, describe, resolve_precision
 from .presets import (PRESETS, build_model, default_model_name, default_resize, image_size_key, model_input_size,
                       resolve_model)
 
@@ -95,15 +95,16 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: torch.device, amp_ctx,
+def _evaluate(model: nn.Module, batches, task: str, target_index: int, device: torch.device,
               normalization: dict[str, Any]) -> dict[str, Any]:
+    """Validation, always in fp32: bf16 logits (3 significant digits) would tie slices that the
+    benchmark, reading the checkpoint in fp32, tells apart."""
     model.eval()
     losses, weights, probs, labels, all_probs = [], [], [], [], []
     with torch.no_grad():
         for x, y in batches:
             x, y = normalize(x.to(device, non_blocking=True), normalization), y.to(device)
-            with amp_ctx():
-                logits = model(x)
+            logits = model(x)
             losses.append(float(task_loss(logits, y, task)) * len(x))
             weights.append(len(x))
             probs.append(detection_probability(logits, task, target_index).cpu())
@@ -280,7 +281,7 @@ def _setup_optim(cfg: TrainConfig, model: nn.Module, device: torch.device) -> _O
     return _Optim(optimizer, scaler, amp_ctx, precision, ema, model if ema is None else ema.module)
 
 
-def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any]) -> dict[str, Any]:
+def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """resume.pt of an interrupted run, checked to have been started with the same options."""
     try:
         state = torch.load(resume_path, map_location="cpu", weights_only=True)
@@ -288,11 +289,12 @@ def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any]) -> dic
         raise CheckpointError(f"cannot read {str(resume_path)!r}: corrupt or not written by xaiseg train "
                               f"({type(exc).__name__}); start the run again in another --out") from None
     saved_fp = {k: v for k, v in json.loads(state["fingerprint"]).items() if k not in RESUME_FREE}
+    check_resume_precision(saved_fp, state.get("precision_used"), cfg.precision, device)
     # An option added to xaiseg after the run started was, for that run, at its default.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     defaults.update(_BEFORE_ADDED)
     saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
-    diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k))
+    diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k) and k not in RESUME_PRECISION_KEYS)
     if diff:
         raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
     return state
@@ -335,7 +337,7 @@ def _save_resume(path: Path, model: nn.Module, opt: _Optim, st: _State, epoch: i
             **({"rank_rng": rank_rng} if rank_rng and len(rank_rng) > 1 else {}),
             "model": model.state_dict(), "optimizer": opt.optimizer.state_dict(),
             "ema": opt.ema.module.state_dict() if opt.ema is not None else None,
-            "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
+            "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None, "precision_used": opt.precision,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "epoch": epoch, "step": st.step, "best_val": st.best_val, "best_epoch": st.best_epoch,
@@ -467,7 +469,7 @@ def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     fp = run_fingerprint(cfg)
     ranks = _Ranks(world, device, ddp.wrap(m.model, device, world))
     ddp.seed_rank(cfg.seed, world)
-    state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp) if cfg.resume and world.is_main else None, world)
+    state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp, device) if cfg.resume and world.is_main else None, world)
     st = _restore(cfg, state, m.model, opt, device, world, log) if cfg.resume else _State()
     if world.distributed:
         log(f"processes: {world.size} ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch {cfg.batch_size} "
@@ -493,7 +495,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | No
             if curriculum.active:
                 rec["lesion_scale_start"], rec["lesion_scale_end"] = scale, curriculum.scale(st.step - 1, rd.total_steps)
             if rd.has_val:
-                vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, run.ranks.device, opt.amp_ctx,
+                vm = _evaluate(opt.scored, rd.val_batches(), cfg.task, m.target_index, run.ranks.device,
                                m.normalization)
                 rec.update({f"val_{k}": v for k, v in vm.items()})
             rec["epoch_s"] = time.perf_counter() - t_epoch
