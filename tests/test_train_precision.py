@@ -34,7 +34,7 @@ def test_auto_follows_the_cpu(monkeypatch):
     monkeypatch.setattr(P, "cpu_has_bf16", lambda cpuinfo=None: False)
     assert P.resolve_precision("auto", cpu) == "fp32"
     assert P.resolve_precision("bf16", cpu) == "bf16"  # asked for: also where it is emulated
-    assert "no bf16 instructions" in P.describe("fp32", "auto", cpu)
+    assert "no bf16 instructions" in P.describe("auto", cpu)
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         P.resolve_precision("fp16", cpu)
     with pytest.raises(ConfigError, match="unknown --precision"):

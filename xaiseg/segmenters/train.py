@@ -175,7 +175,7 @@ def _setup(cfg: SegmentationConfig, device: torch.device, log) -> _Setup:
     log(f"segmenter: {name}{how} -> MONAI {preset.architecture} {kwargs}, {out_channels} output channel(s), "
         f"{n_params / 1e6:.2f} M parameters, input {input_size} px" + (f", resize {resize}" if resize else ""))
     log(f"device: {device}, torch threads: {torch.get_num_threads()}, precision: "
-        f"{describe(resolve_precision(cfg.precision, device), cfg.precision, device)}, "
+        f"{describe(cfg.precision, device)}, "
         "loss: Dice + cross-entropy (MONAI DiceCELoss)")
 
     ds = open_training_data(cfg.data, cfg.layout, skip_bad=cfg.skip_bad)

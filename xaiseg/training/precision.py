@@ -82,8 +82,10 @@ def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def describe(precision: str, requested: str, device: torch.device) -> str:
-    """The log's words for the precision, saying why ``auto`` chose it."""
+def describe(requested: str, device: torch.device) -> str:
+    """The log's words for the precision ``requested`` resolves to on ``device``, saying why ``auto``
+    chose it."""
+    precision = resolve_precision(requested, device)
     if requested != "auto":
         return precision
     if device.type == "cuda":

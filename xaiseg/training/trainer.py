@@ -246,7 +246,7 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
         f"input {input_size} px")
     log(f"device: {device}, torch threads: {torch.get_num_threads()}, precision: "
-        f"{describe(resolve_precision(cfg.precision, device), cfg.precision, device)}, task: {cfg.task} "
+        f"{describe(cfg.precision, device)}, task: {cfg.task} "
         f"({len(class_names)} logits)")
     if cfg.init and not cfg.resume:
         skipped = init_from(model, cfg.init)
