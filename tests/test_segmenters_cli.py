@@ -77,4 +77,4 @@ def test_segmentation_defaults_differ_from_the_classifiers_and_given_values_win(
     assert (s.epochs, s.batch_size, s.lr, s.patience) == (3, 16, 5e-4, 0)
     assert _run("--data", str(phantom), "--device", "cpu", "--out", str(tmp_path / "c")).exit_code == 0
     c = got["cls"]
-    assert (c.epochs, c.batch_size, c.lr, c.patience) == (10, 32, 7e-4, 5)
+    assert (c.epochs, c.batch_size, c.lr, c.patience) == (30, 32, 5e-4, 5)  # a written phantom: the stream's recipe

@@ -35,7 +35,7 @@ def test_cli_default_model_is_logged(tmp_path):
     res = _run("--data", "phantom", "--model-kwargs", TINY, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
                "--val-size", "4", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "d"))
     assert res.exit_code == 0, res.output
-    assert "model: tiny (default on cpu" in res.output
+    assert "model: tiny-224 (the default on cpu and the phantom stream" in res.output
 
 
 @pytest.mark.parametrize(

@@ -73,10 +73,10 @@ def test_rank_1_waiting_for_a_rank_0_that_refused_the_resume_says_one_line(tmp_p
     assert first.returncode == 0, first.stderr[-2000:]
     # rank 0 refuses (other --lr) while rank 1 already waits for resume.pt in a broadcast
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "xaiseg", *argv, "--resume", "--lr", "5e-4"], env=env, capture_output=True, text=True,
+                           "-m", "xaiseg", *argv, "--resume", "--lr", "3e-4"], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode != 0
-    assert "Error: --resume with different options than the interrupted run: lr" in proc.stderr
+    assert "Error: --resume with different options than the interrupted run: lr 0.0005 in the run, 0.0003 now" in proc.stderr
     assert "[rank1]: Traceback" not in proc.stderr and "[rank0]: Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 

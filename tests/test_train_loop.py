@@ -139,6 +139,34 @@ def _resume_state(out):
     return torch.load(out / RESUME_FILE, weights_only=True)
 
 
+def _forget_in_fingerprint(out, key):
+    """resume.pt as an xaiseg that did not record ``key`` would have written it."""
+    state = _resume_state(out)
+    fp = json.loads(state["fingerprint"])
+    del fp[key]
+    state["fingerprint"] = json.dumps(fp)
+    torch.save(state, out / RESUME_FILE)
+
+
+def test_resume_refuses_another_network_when_the_default_model_changed(tiny_set, tmp_path, monkeypatch):
+    # The default depends on the device (a resumed run may change it) and on the xaiseg version:
+    # a resumed run must rebuild the network that trained, not whatever the default is now.
+    import xaiseg.training.trainer as trainer
+    from xaiseg.errors import CheckpointError
+
+    kw = dict(model=None, epochs=2, model_kwargs={k: v for k, v in TINY.items() if k != "depths"})
+    with pytest.raises(_Stop):
+        train(_cfg(tmp_path / "cut", tiny_set, **kw), on_epoch_end=_stop_after(1))
+    monkeypatch.setattr(trainer, "default_model_name", lambda device, phantom=False: "small")  # depths 2-2-4-2
+    with pytest.raises(ConfigError, match=r"different options than the interrupted run: built "
+                                          r"swin_tiny_patch4_window7_224 .*\"depths\": \[2, 2, 2, 2\].* in the run"):
+        train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
+    # a resume.pt of an older xaiseg records no network: its weights are refused in one line
+    _forget_in_fingerprint(tmp_path / "cut", "built")
+    with pytest.raises(CheckpointError, match="holds the weights of another network: pass the --model"):
+        train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
+
+
 def test_resume_equals_uninterrupted(tiny_set, tmp_path):
     kw = dict(epochs=2, balanced=True)
     full = train(_cfg(tmp_path / "full", tiny_set, **kw))
@@ -150,11 +178,7 @@ def test_resume_equals_uninterrupted(tiny_set, tmp_path):
     with pytest.raises(ConfigError, match="different options"):
         train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "lr": 5e-4}, resume=True))
     # A run saved before an option existed resumes with that option at its default (and only then).
-    state = _resume_state(tmp_path / "cut")
-    fp = json.loads(state["fingerprint"])
-    del fp["skip_bad"]
-    state["fingerprint"] = json.dumps(fp)
-    torch.save(state, tmp_path / "cut" / RESUME_FILE)
+    _forget_in_fingerprint(tmp_path / "cut", "skip_bad")
     with pytest.raises(ConfigError, match="different options.*skip_bad"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw, skip_bad=True, resume=True))
     # the folder may be spelled differently (trailing slash, absolute path): it is where resume.pt is

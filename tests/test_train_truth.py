@@ -139,10 +139,10 @@ def test_defaults_train_a_written_phantom_with_the_recipe(tmp_path):
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["data"]["source"] == "phantom-stream" and cfg["data"]["acquisition"] == "random"
     assert cfg["data"]["validation"] == str(data) and cfg["data"]["val_size"] == 18  # every written slice
-    assert cfg["training"]["lr"] == 7e-4 and cfg["training"]["train_on"] == "auto"
+    assert cfg["training"]["lr"] == 5e-4 and cfg["training"]["train_on"] == "auto"
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["lesion_scale_start"] == 3.0 and log[-1]["lesion_scale_end"] == 1.0  # 3,0.15,0.35
-    assert log[0]["lr"] == pytest.approx(7e-4 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 1 / 5))))  # step 2 of 6, warm-up 1
+    assert log[0]["lr"] == pytest.approx(5e-4 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 1 / 5))))  # step 2 of 6, warm-up 1
     # --train-on disk: the folder's own slices, split by subject (no curriculum there)
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--train-on", "disk", "--model", "tiny",
                                   "--model-kwargs", TINY, "--epochs", "1", "--batch-size", "4", "--threads", "1",
@@ -197,7 +197,7 @@ def test_defaults_learn_on_a_small_freshly_written_phantom(tmp_path):
     untrained = _trained_config(tmp_path, data, "untrained", "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e-12")
     learned = _trained_config(tmp_path, data, "learned", "--epochs", "6", "--steps-per-epoch", "100")
     assert learned["data"]["source"] == "phantom-stream" and learned["data"]["acquisition"] == "clean"
-    assert learned["training"]["batch_size"] == 32 and learned["training"]["lr"] == 7e-4
+    assert learned["training"]["batch_size"] == 32 and learned["training"]["lr"] == 5e-4
     assert learned["data"]["val_size"] == 240 and learned["verdict"] is None
     before, after = untrained["metrics"]["val_auc"], learned["metrics"]["val_auc"]
     assert after >= LEARN_AUC and after >= before + LEARN_MARGIN, (before, after)

@@ -102,17 +102,45 @@ def test_presets_and_model_names():
         build_model("swin_tiny_patch4_window7_224", {"no_such_option": 1}, 2)
 
 
-def test_tiny_preset_has_hgi_sam_block_pairs():
+@pytest.mark.parametrize("preset", ["tiny", "tiny-224"])
+def test_tiny_presets_have_hgi_sam_block_pairs(preset):
     # HGI-SAM multiplies (regular, shifted) block pairs in stages 0-2: each needs >= 2 blocks
     # and a real shift in the second block.
     import xaiseg
 
-    name, kw = resolve_model("tiny")
+    name, kw = resolve_model(preset)
     model = build_model(name, kw, 2)
     stages = xaiseg.get_adapter(model).stages
     assert len(stages) >= 3
     for st in stages[:3]:
         assert len(st.blocks) >= 2 and not st.blocks[0].shifted and st.blocks[1].shifted
+
+
+def test_tiny_224_gives_hgi_sam_a_14_by_14_third_stage():
+    import torch
+
+    name, kw = resolve_model("tiny-224")
+    model = build_model(name, kw, 2).eval()
+    seen = []
+    model.layers[2].register_forward_hook(lambda mod, inp, out: seen.append(tuple(out.shape)))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    assert seen == [(1, 224 // 16, 224 // 16, 4 * 32)]  # NHWC after patch 4 and two merges: 14 x 14
+
+
+def test_defaults_follow_the_data(tmp_path):
+    from xaiseg.data.phantom_writer import write_phantom
+    from xaiseg.training import TrainConfig
+    from xaiseg.training.presets import default_model_name
+
+    written = write_phantom(tmp_path / "ph", subjects=2, slices_per_subject=2, size=32, seed=0, progress=False)
+    assert TrainConfig(out="o").epochs == 30  # the stream: 3000 steps
+    assert TrainConfig(out="o", data=str(written)).epochs == 30  # trained on the stream of its generator
+    assert TrainConfig(out="o", data=str(written), train_on="disk").epochs == 10
+    assert TrainConfig(out="o", data=str(tmp_path / "ct")).epochs == 10
+    assert TrainConfig(out="o", epochs=3).epochs == 3 and TrainConfig(out="o").lr == 5e-4
+    assert (default_model_name("cpu", True), default_model_name("cpu", False)) == ("tiny-224", "tiny")
+    assert default_model_name("cuda:1", True) == default_model_name("cuda", False) == "paper"
 
 
 def test_volume_buffered_keeps_the_draws_and_visits_each_volume_in_one_stretch():

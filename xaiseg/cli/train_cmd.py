@@ -27,9 +27,9 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="Data set folder, or 'phantom': fresh phantom slices rendered every step (use ./phantom for a folder of that name).")
 @click.option("--layout", type=click.Choice(["auto", "physionet", "rsna", "folder", "phantom"]), default="auto",
               help="Layout of the --data folder ('phantom' = a data set written by `xaiseg phantom`, PhysioNet layout).")
-@click.option("--model", default=None, help="Preset (tiny, small, paper, vit-tiny, hf-vit-tiny, hf-swin-tiny), hf-vit / hf-swin (the [hf] extra) or a timm swin_*, swinv2_*, vit_*, deit_*, deit3_* or eva02_* name; "
+@click.option("--model", default=None, help="Preset (tiny, tiny-224, small, paper, vit-tiny, hf-vit-tiny, hf-swin-tiny), hf-vit / hf-swin (the [hf] extra) or a timm swin_*, swinv2_*, vit_*, deit_*, deit3_* or eva02_* name; "
               "with --task segmentation: unet, "
-              "swin-unetr, unet-paper, swin-unetr-paper. [default: paper / unet-paper on CUDA, tiny / unet on CPU]")
+              "swin-unetr, unet-paper, swin-unetr-paper. [default: paper / unet-paper on CUDA; on CPU tiny-224 on the phantom stream, tiny on data on disk, unet for --task segmentation]")
 @click.option("--model-kwargs", default=None, help="JSON object of timm constructor overrides, e.g. '{\"embed_dim\": 48}'.")
 @click.option("--task", type=click.Choice(["binary", "subtypes", "segmentation"]), default="binary",
               help="binary: ICH yes/no, 2 logits + cross-entropy; subtypes: 5 subtypes + any, 6 logits + BCE; "
@@ -38,10 +38,10 @@ def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
               help="--task segmentation: train one model per subject-wise fold (K >= 2), so every subject's map "
                    "comes from a model that never saw it (0: one model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
-@click.option("--epochs", type=int, default=None, help="[default: 10; --task segmentation: 40]")
+@click.option("--epochs", type=int, default=None, help="Passes over the data; on the phantom stream --steps-per-epoch steps each. [default: 30 on the phantom stream (3000 steps), 10 on data on disk; --task segmentation: 40]")
 @click.option("--batch-size", type=int, default=None, help="Slices per optimiser step; under torchrun the global batch, "
               "shared by the processes. [default: 32; --task segmentation: 16]")
-@click.option("--lr", type=float, default=None, help="Peak AdamW learning rate (after warm-up, then cosine). [default: 7e-4; --task segmentation: 1e-3]")
+@click.option("--lr", type=float, default=None, help="Peak AdamW learning rate (after warm-up, then cosine). [default: 5e-4; --task segmentation: 1e-3]")
 @click.option("--weight-decay", type=float, default=0.05)
 @click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps. [default: 5% of the run]")
 @click.option("--image-size", type=int, default=None, help="Input size (overrides the model's img_size).")
@@ -98,7 +98,8 @@ def train(**o) -> None:
 
     \b
     Examples:
-      xaiseg train --data phantom --model tiny --out runs/tiny
+      xaiseg train --out runs/phantom            # the phantom stream, its recipe
+      xaiseg train --data phantom --model tiny --epochs 10 --out runs/quick
       xaiseg train --data /data/ct-ich --layout physionet --task subtypes --out runs/sub
       torchrun --standalone --nproc-per-node 4 -m xaiseg train --data /data/rsna --layout rsna --out runs/ddp
     """

@@ -1,6 +1,6 @@
 """Named configurations and the one place that builds a classifier from a name.
 
-``--model`` takes a preset name (``tiny``, ``small``, ``paper``, ``vit-tiny``) or the timm name
+``--model`` takes a preset name (``tiny``, ``tiny-224``, ``small``, ``paper``, ``vit-tiny``) or the timm name
 of any model family xaiseg has an adapter for (Swin V1 ``swin_*``, Swin V2 ``swinv2_*``, ViT and
 DeiT ``vit_*``/``deit_*``/``deit3_*``, EVA-02 ``eva02_*``; each adapter's ``accepts_name`` decides); extra
 constructor arguments come from ``--model-kwargs`` (JSON) and override the preset's. What is
@@ -36,13 +36,23 @@ class Preset:
 # grid, 32×32 at 128 px) but uses window 4, embed 32 and 2 blocks per stage, which keeps
 # HGI-SAM's (regular, shifted) block pairs in every stage. drop_path 0: with fresh phantom slices
 # every step there is little to regularise (not compared against drop_path > 0).
+_TINY = dict(img_size=128, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+             drop_path_rate=0.0)
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny",
         "swin_tiny_patch4_window7_224",
-        dict(img_size=128, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2, 2),
-             num_heads=(1, 2, 4, 8), drop_path_rate=0.0),
+        _TINY,
         "CPU-sized Swin: 128 px, patch 4, window 4, embed 32, depths 2-2-2-2 (~2.3 M parameters)",
+    ),
+    # `tiny` at 224 px with window 7 (stage grids 56/28/14/7): HGI-SAM's third stage is 14×14
+    # instead of 8×8, and the default on the phantom stream, where it is the first Swin setting
+    # that learned to validation AUC ~0.9 without collapsing (docs/training.md, "bf16 on the CPU").
+    "tiny-224": Preset(
+        "tiny-224",
+        "swin_tiny_patch4_window7_224",
+        {**_TINY, "img_size": 224, "window_size": 7},
+        "tiny at 224 px, window 7 (~2.3 M parameters; ~3x the time per step): the default on the phantom stream",
     ),
     "small": Preset(
         "small",
@@ -84,9 +94,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def default_model_name(device: str) -> str:
-    """The model used when ``--model`` is not given: the paper's on CUDA, ``tiny`` elsewhere."""
-    return "paper" if str(device).startswith("cuda") else "tiny"
+def default_model_name(device: str, phantom: bool = False) -> str:
+    """The model used when ``--model`` is not given: the paper's on CUDA; elsewhere ``tiny-224``
+    on the phantom stream (its recipe, see ``TrainConfig.epochs``) and ``tiny`` on data on disk."""
+    if str(device).startswith("cuda"):
+        return "paper"
+    return "tiny-224" if phantom else "tiny"
 
 
 def default_resize(model_name: str, input_size: int) -> int | None:

@@ -230,7 +230,7 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     from ..data.constants import DEFAULT_WINDOWS
     from ..data.preprocess import Preprocessor
 
-    model_name = cfg.model or default_model_name(device.type)
+    model_name = cfg.model or default_model_name(device.type, cfg.is_phantom)
     timm_name, kwargs = resolve_model(model_name, cfg.model_kwargs)
     if cfg.image_size:
         kwargs[image_size_key(timm_name)] = int(cfg.image_size)
@@ -241,7 +241,7 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     model = build_model(timm_name, kwargs, len(class_names), in_chans=len(windows), pretrained=cfg.pretrained)
     input_size = model_input_size(model)
     n_params = sum(p.numel() for p in model.parameters())
-    how = "" if cfg.model else f" (default on {device.type}: {'paper' if device.type == 'cuda' else 'tiny'}; pass --model to choose)"
+    how = "" if cfg.model else f" (the default on {device.type}{' and the phantom stream' if cfg.is_phantom else ''}; pass --model to choose)"
     lib = "transformers" if timm_name.startswith("hf:") else "timm"
     log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
         f"input {input_size} px")
@@ -294,17 +294,31 @@ def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], device
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     defaults.update(_BEFORE_ADDED)
     saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
+    saved_fp.setdefault("built", fp["built"])  # not recorded by older runs: --model and its kwargs stand in
     diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k) and k not in RESUME_PRECISION_KEYS)
     if diff:
-        raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
+        raise ConfigError("--resume with different options than the interrupted run: " + "; ".join(
+            f"{k} {_shown(saved_fp.get(k))} in the run, {_shown(fp.get(k))} now" for k in diff)
+            + " (give the run's values, or start a new run in another --out)")
     return state
+
+
+def _shown(value: Any) -> str:
+    """An option's value as the resume error shows it (the network built: its timm name)."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
+        return f"{value[0]} {json.dumps(value[1], sort_keys=True)}"
+    return json.dumps(value)
 
 
 def _restore(cfg: TrainConfig, state: dict[str, Any], model: nn.Module, opt: _Optim, device: torch.device,
              world: World, log: Callable[[str], None]) -> _State:
     """The state after the last finished epoch of an interrupted run (weights, optimiser, RNG, loop)."""
     resume_path = Path(cfg.out) / RESUME_FILE
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:  # a run of an older xaiseg, whose fingerprint lacks the network built
+        raise CheckpointError(f"{str(resume_path)!r} holds the weights of another network: pass the --model "
+                              "(and --model-kwargs) the run was started with (its train.log names it)") from None
     if opt.ema is not None:
         opt.ema.module.load_state_dict(state["ema"])
     try:
@@ -466,7 +480,9 @@ def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
     opt = _setup_optim(cfg, m.model, device)
-    fp = run_fingerprint(cfg)
+    # the network built, not only --model: without it the default (which depends on the device and
+    # the data) could resume another network's weights
+    fp = {**run_fingerprint(cfg), "built": jsonable([m.timm_name, m.kwargs])}
     ranks = _Ranks(world, device, ddp.wrap(m.model, device, world))
     ddp.seed_rank(cfg.seed, world)
     state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp, device) if cfg.resume and world.is_main else None, world)
