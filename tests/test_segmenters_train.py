@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaiseg.errors import CheckpointError
+from xaiseg.errors import CheckpointError, ConfigError
 from xaiseg.segmenters import (LeakageError, SegmentationConfig, SegmenterMaps, load_segmenter, segmenter_for_subject,
                                train_segmenter)
 
@@ -167,6 +167,8 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(trained, p
     with pytest.raises(_Stop):
         train_segmenter(_cfg(phantom, out), on_epoch_end=stop_in_fold_1)
     assert not (out / "fold-2").exists()
+    with pytest.raises(ConfigError, match=r"different options than the interrupted run: lr 0\.003 in the run, 0\.001 now"):
+        train_segmenter(_cfg(phantom, out, resume=True, lr=1e-3))
     train_segmenter(_cfg(phantom, out, resume=True))
     for k in range(3):
         a, b = load_file(str(out / f"fold-{k}" / "model.safetensors")), load_file(str(trained / f"fold-{k}" / "model.safetensors"))

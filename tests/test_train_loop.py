@@ -139,11 +139,12 @@ def _resume_state(out):
     return torch.load(out / RESUME_FILE, weights_only=True)
 
 
-def _forget_in_fingerprint(out, key):
-    """resume.pt as an xaiseg that did not record ``key`` would have written it."""
+def _forget_in_fingerprint(out, key, **recorded):
+    """resume.pt as an xaiseg that did not record ``key`` (and recorded ``recorded``) would have written it."""
     state = _resume_state(out)
     fp = json.loads(state["fingerprint"])
     del fp[key]
+    fp.update(recorded)
     state["fingerprint"] = json.dumps(fp)
     torch.save(state, out / RESUME_FILE)
 
@@ -161,10 +162,18 @@ def test_resume_refuses_another_network_when_the_default_model_changed(tiny_set,
     with pytest.raises(ConfigError, match=r"different options than the interrupted run: built "
                                           r"swin_tiny_patch4_window7_224 .*\"depths\": \[2, 2, 2, 2\].* in the run"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
-    # a resume.pt of an older xaiseg records no network: its weights are refused in one line
-    _forget_in_fingerprint(tmp_path / "cut", "built")
+    # another device, the same network: the resolved model is what was recorded, --model may name it
+    monkeypatch.setattr(trainer, "default_model_name", lambda device, phantom=False: "tiny")
+    state = _resume_state(tmp_path / "cut")
+    assert json.loads(state["fingerprint"])["model"] == "tiny"
+    # a resume.pt of an older xaiseg records --model as given (None) and no network: weights that do
+    # not fit are refused in one line, and the --model it names resumes the run
+    _forget_in_fingerprint(tmp_path / "cut", "built", model=None)
+    monkeypatch.setattr(trainer, "default_model_name", lambda device, phantom=False: "small")
     with pytest.raises(CheckpointError, match="holds the weights of another network: pass the --model"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
+    resumed = train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "model": "tiny"}, resume=True))
+    assert resumed.best_epoch >= 1 and _resume_state(tmp_path / "cut")["epoch"] == 2
 
 
 def test_resume_equals_uninterrupted(tiny_set, tmp_path):

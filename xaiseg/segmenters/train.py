@@ -36,7 +36,7 @@ from ..training.curriculum import lr_factor
 from ..training.precision import (RESUME_PRECISION_KEYS, autocast_factory, check_resume_precision, describe,
                                   resolve_precision)
 from ..training.sources import epoch_order, open_training_data, subject_split
-from ..training.run_files import LOG_FILE, RESUME_FILE, TEXT_LOG, RunLog, run_fingerprint
+from ..training.run_files import LOG_FILE, RESUME_FILE, TEXT_LOG, RunLog, check_same_options, run_fingerprint
 from ..training.trainer import build_optimizer
 from .checkpoint import fold_dir, write_fold_index
 from .config import SegmentationConfig
@@ -341,10 +341,7 @@ def _resume(setup: _Setup, run_dir: Path, model, optimizer) -> dict[str, Any]:
                               f"({type(exc).__name__}); start the run again in another --out") from None
     check_resume_precision(fingerprint, saved.get("precision_used"), setup.cfg.precision, setup.device)
     now = run_fingerprint(setup.cfg)
-    diff = sorted(k for k in set(now) | set(fingerprint)
-                  if now.get(k) != fingerprint.get(k) and k not in RESUME_PRECISION_KEYS)
-    if diff:
-        raise ConfigError(f"--resume with different options than the interrupted run: {', '.join(diff)}")
+    check_same_options(fingerprint, now, RESUME_PRECISION_KEYS)
     state.update(loop)
     state["best_val"] = math.inf if state["best_val"] is None else float(state["best_val"])
     setup.log(f"resumed {path} after epoch {state['epoch']} (step {state['step']})")

@@ -56,3 +56,24 @@ def run_fingerprint(cfg: Any) -> dict[str, Any]:
     for k in RESUME_FREE:
         d.pop(k, None)
     return jsonable(d)
+
+
+def check_same_options(saved: dict[str, Any], now: dict[str, Any], exempt: tuple[str, ...] = ()) -> None:
+    """Refuse ``--resume`` when a fingerprint entry differs (other than ``exempt``), naming each
+    with the run's value and the new one."""
+    from ..errors import ConfigError
+
+    diff = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k) and k not in exempt)
+    if diff:
+        raise ConfigError("--resume with different options than the interrupted run: " + "; ".join(
+            f"{k} {_shown(saved.get(k))} in the run, {_shown(now.get(k))} now" for k in diff)
+            + " (give the run's values, or start a new run in another --out)")
+
+
+def _shown(value: Any) -> str:
+    """A fingerprint value as the resume error shows it (the network built: its timm name, then kwargs)."""
+    import json
+
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
+        return f"{value[0]} {json.dumps(value[1], sort_keys=True)}"
+    return json.dumps(value)

@@ -38,7 +38,7 @@ from . import ddp
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, jsonable, detection_probability, init_from, normalize, save_checkpoint
 from .config import TrainConfig
 from ..workers import default_workers
-from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, run_fingerprint
+from .run_files import LOG_FILE, RESUME_FILE, RESUME_FREE, TEXT_LOG, RunLog, check_same_options, run_fingerprint
 from .curriculum import Curriculum, lr_factor
 from .evaluation import detection_metrics, per_label_auc
 from .losses import task_loss
@@ -241,7 +241,8 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     model = build_model(timm_name, kwargs, len(class_names), in_chans=len(windows), pretrained=cfg.pretrained)
     input_size = model_input_size(model)
     n_params = sum(p.numel() for p in model.parameters())
-    how = "" if cfg.model else f" (the default on {device.type}{' and the phantom stream' if cfg.is_phantom else ''}; pass --model to choose)"
+    on_stream = " and the phantom stream" if cfg.is_phantom and device.type != "cuda" else ""
+    how = "" if cfg.model else f" (the default on {device.type}{on_stream}; pass --model to choose)"
     lib = "transformers" if timm_name.startswith("hf:") else "timm"
     log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
         f"input {input_size} px")
@@ -294,20 +295,12 @@ def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], device
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     defaults.update(_BEFORE_ADDED)
     saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
-    saved_fp.setdefault("built", fp["built"])  # not recorded by older runs: --model and its kwargs stand in
-    diff = sorted(k for k in set(fp) | set(saved_fp) if fp.get(k) != saved_fp.get(k) and k not in RESUME_PRECISION_KEYS)
-    if diff:
-        raise ConfigError("--resume with different options than the interrupted run: " + "; ".join(
-            f"{k} {_shown(saved_fp.get(k))} in the run, {_shown(fp.get(k))} now" for k in diff)
-            + " (give the run's values, or start a new run in another --out)")
+    if "built" not in saved_fp:  # an older run recorded --model as given (None: the default then)
+        saved_fp["built"] = fp["built"]  # the weights themselves are checked by _restore
+        if saved_fp.get("model") is None:
+            saved_fp["model"] = fp["model"]
+    check_same_options(saved_fp, fp, RESUME_PRECISION_KEYS)
     return state
-
-
-def _shown(value: Any) -> str:
-    """An option's value as the resume error shows it (the network built: its timm name)."""
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
-        return f"{value[0]} {json.dumps(value[1], sort_keys=True)}"
-    return json.dumps(value)
 
 
 def _restore(cfg: TrainConfig, state: dict[str, Any], model: nn.Module, opt: _Optim, device: torch.device,
@@ -480,9 +473,9 @@ def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
     opt = _setup_optim(cfg, m.model, device)
-    # the network built, not only --model: without it the default (which depends on the device and
-    # the data) could resume another network's weights
-    fp = {**run_fingerprint(cfg), "built": jsonable([m.timm_name, m.kwargs])}
+    # the model resolved and the network built, not --model as given: the default depends on the
+    # device (a resumed run may change it), the data and the xaiseg version
+    fp = {**run_fingerprint(cfg), "model": m.name, "built": jsonable([m.timm_name, m.kwargs])}
     ranks = _Ranks(world, device, ddp.wrap(m.model, device, world))
     ddp.seed_rank(cfg.seed, world)
     state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp, device) if cfg.resume and world.is_main else None, world)
