@@ -169,6 +169,8 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(trained, p
     assert not (out / "fold-2").exists()
     with pytest.raises(ConfigError, match=r"different options than the interrupted run: lr 0\.003 in the run, 0\.001 now"):
         train_segmenter(_cfg(phantom, out, resume=True, lr=1e-3))
+    with pytest.raises(ConfigError, match=r"different options than the interrupted run: model_kwargs .*\[4, 8, 16\]"):
+        train_segmenter(_cfg(phantom, out, resume=True, model_kwargs={**TINY, "channels": (4, 8, 8)}))
     train_segmenter(_cfg(phantom, out, resume=True))
     for k in range(3):
         a, b = load_file(str(out / f"fold-{k}" / "model.safetensors")), load_file(str(trained / f"fold-{k}" / "model.safetensors"))

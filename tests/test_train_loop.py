@@ -162,10 +162,22 @@ def test_resume_refuses_another_network_when_the_default_model_changed(tiny_set,
     with pytest.raises(ConfigError, match=r"different options than the interrupted run: built "
                                           r"swin_tiny_patch4_window7_224 .*\"depths\": \[2, 2, 2, 2\].* in the run"):
         train(_cfg(tmp_path / "cut", tiny_set, **kw, resume=True))
-    # another device, the same network: the resolved model is what was recorded, --model may name it
-    monkeypatch.setattr(trainer, "default_model_name", lambda device, phantom=False: "tiny")
+    # the run's network named explicitly resumes it, also once its preset changed in a later xaiseg
+    # (then by its timm name and kwargs, as config.json and the error give them)
     state = _resume_state(tmp_path / "cut")
-    assert json.loads(state["fingerprint"])["model"] == "tiny"
+    timm_name, kwargs = json.loads(state["fingerprint"])["built"]
+    torch.save(state, tmp_path / "copy.pt")
+    assert train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "model": "tiny"}, resume=True)).best_epoch >= 1
+    torch.save(torch.load(tmp_path / "copy.pt", weights_only=True), tmp_path / "cut" / RESUME_FILE)
+    from xaiseg.training import presets
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", presets.Preset("tiny", timm_name, {**presets.PRESETS["tiny"].kwargs,
+                                                                                    "drop_path_rate": 0.1}))
+    with pytest.raises(ConfigError, match="drop_path_rate"):
+        train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "model": "tiny"}, resume=True))
+    assert train(_cfg(tmp_path / "cut", tiny_set, **{**kw, "model": timm_name, "model_kwargs": kwargs},
+                      resume=True)).best_epoch >= 1
+    torch.save(torch.load(tmp_path / "copy.pt", weights_only=True), tmp_path / "cut" / RESUME_FILE)
     # a resume.pt of an older xaiseg records --model as given (None) and no network: weights that do
     # not fit are refused in one line, and the --model it names resumes the run
     _forget_in_fingerprint(tmp_path / "cut", "built", model=None)

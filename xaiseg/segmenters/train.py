@@ -329,19 +329,25 @@ def _resume(setup: _Setup, run_dir: Path, model, optimizer) -> dict[str, Any]:
     path = run_dir / RESUME_FILE
     if not (setup.cfg.resume and path.is_file()):
         return state  # a fold that had not started when the run stopped starts now
+    def unreadable(exc: Exception) -> CheckpointError:
+        return CheckpointError(f"cannot read {str(path)!r}: corrupt or not written by xaiseg train --task segmentation "
+                               f"({type(exc).__name__}); start the run again in another --out")
+
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        fingerprint, loop = json.loads(saved["fingerprint"]), json.loads(saved["loop"])
+    except Exception as exc:
+        raise unreadable(exc) from None
+    # the options first: other model kwargs would otherwise read as a corrupt file
+    check_resume_precision(fingerprint, saved.get("precision_used"), setup.cfg.precision, setup.device)
+    check_same_options(fingerprint, run_fingerprint(setup.cfg), RESUME_PRECISION_KEYS)
+    try:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        fingerprint, loop = json.loads(saved["fingerprint"]), json.loads(saved["loop"])
         if saved.get("scaler"):
             setup.scaler.load_state_dict(saved["scaler"])
     except Exception as exc:
-        raise CheckpointError(f"cannot read {str(path)!r}: corrupt or not written by xaiseg train --task segmentation "
-                              f"({type(exc).__name__}); start the run again in another --out") from None
-    check_resume_precision(fingerprint, saved.get("precision_used"), setup.cfg.precision, setup.device)
-    now = run_fingerprint(setup.cfg)
-    check_same_options(fingerprint, now, RESUME_PRECISION_KEYS)
+        raise unreadable(exc) from None
     state.update(loop)
     state["best_val"] = math.inf if state["best_val"] is None else float(state["best_val"])
     setup.log(f"resumed {path} after epoch {state['epoch']} (step {state['step']})")

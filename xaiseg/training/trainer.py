@@ -48,6 +48,9 @@ from .presets import (PRESETS, build_model, default_model_name, default_resize, 
 
 # What a run started before an option existed did instead of that option's default.
 _BEFORE_ADDED = {"select": "val-loss"}
+# How the network and its input were asked for; a resume compares what they gave ("built",
+# "resize_used") instead, so a preset changed by a later xaiseg can be named by its timm kwargs.
+NETWORK_AS_GIVEN = ("model", "model_kwargs", "image_size", "resize")
 _CRITERION = {"val-auc": "validation AUC", "val-loss": "validation loss", "last": "epoch"}
 
 
@@ -295,11 +298,17 @@ def _read_resume(cfg: TrainConfig, resume_path: Path, fp: dict[str, Any], device
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     defaults.update(_BEFORE_ADDED)
     saved_fp = {**jsonable({k: defaults[k] for k in fp if k not in saved_fp and k in defaults}), **saved_fp}
-    if "built" not in saved_fp:  # an older run recorded --model as given (None: the default then)
-        saved_fp["built"] = fp["built"]  # the weights themselves are checked by _restore
+    now = dict(fp)
+    if "built" in saved_fp:  # the network itself was recorded: how it was asked for may differ
+        for k in NETWORK_AS_GIVEN:
+            saved_fp.pop(k, None)
+            now.pop(k, None)
+        saved_fp.setdefault("resize_used", now["resize_used"])  # not recorded by the first runs with "built"
+    else:  # an older run: --model as given (None: the default then); _restore checks the weights
+        saved_fp.update(built=now["built"], resize_used=now["resize_used"])
         if saved_fp.get("model") is None:
-            saved_fp["model"] = fp["model"]
-    check_same_options(saved_fp, fp, RESUME_PRECISION_KEYS)
+            saved_fp["model"] = now["model"]
+    check_same_options(saved_fp, now, RESUME_PRECISION_KEYS)
     return state
 
 
@@ -473,9 +482,9 @@ def _setup_run(cfg: TrainConfig, world: World) -> tuple[_Run, _State]:
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * rd.total_steps))
     curriculum_end_epoch = math.ceil(curriculum.end_step(rd.total_steps) / rd.steps_per_epoch)
     opt = _setup_optim(cfg, m.model, device)
-    # the model resolved and the network built, not --model as given: the default depends on the
-    # device (a resumed run may change it), the data and the xaiseg version
-    fp = {**run_fingerprint(cfg), "model": m.name, "built": jsonable([m.timm_name, m.kwargs])}
+    # the network built and its input resize, not --model as given: the default depends on the
+    # device (a resumed run may change it), the data and the xaiseg version, and a preset may change
+    fp = {**run_fingerprint(cfg), "model": m.name, "built": jsonable([m.timm_name, m.kwargs]), "resize_used": m.resize}
     ranks = _Ranks(world, device, ddp.wrap(m.model, device, world))
     ddp.seed_rank(cfg.seed, world)
     state = broadcast_from_main(_read_resume(cfg, out / RESUME_FILE, fp, device) if cfg.resume and world.is_main else None, world)
