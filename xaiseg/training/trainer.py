@@ -233,7 +233,8 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     from ..data.constants import DEFAULT_WINDOWS
     from ..data.preprocess import Preprocessor
 
-    model_name = cfg.model or default_model_name(device.type, cfg.is_phantom)
+    phantom = cfg.is_phantom  # reads a written phantom's phantom.json: once
+    model_name = cfg.model or default_model_name(device.type, phantom)
     timm_name, kwargs = resolve_model(model_name, cfg.model_kwargs)
     if cfg.image_size:
         kwargs[image_size_key(timm_name)] = int(cfg.image_size)
@@ -244,7 +245,7 @@ def _setup_model(cfg: TrainConfig, device: torch.device, log: RunLog) -> _Setup:
     model = build_model(timm_name, kwargs, len(class_names), in_chans=len(windows), pretrained=cfg.pretrained)
     input_size = model_input_size(model)
     n_params = sum(p.numel() for p in model.parameters())
-    on_stream = " and the phantom stream" if cfg.is_phantom and device.type != "cuda" else ""
+    on_stream = " and the phantom stream" if phantom and device.type != "cuda" else ""
     how = "" if cfg.model else f" (the default on {device.type}{on_stream}; pass --model to choose)"
     lib = "transformers" if timm_name.startswith("hf:") else "timm"
     log(f"model: {model_name}{how} -> {lib} {timm_name.removeprefix('hf:')} {kwargs}, {n_params / 1e6:.2f} M parameters, "
