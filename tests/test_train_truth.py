@@ -156,9 +156,9 @@ def test_defaults_learn_on_a_freshly_written_phantom(tmp_path):
     """The claim itself, with nothing cut: `xaiseg phantom DIR` and `xaiseg train --data DIR`, both
     with default options (on a CPU: tiny-224, 30 x 100 steps of 32 fresh slices, lr 5e-4). About
     40 min on an idle 2-core machine in bf16, longer on a busy one: `pytest -m slow`.
-    Bound: 0.88, the level the defaults reached for training seeds 0/1/2 (0.902 / 0.897 / 0.884;
-    this run is seed 0, 0.902 here); issue 16 asks 0.9 for the defaults, which seeds 1 and 2 miss
-    (docs/training.md, "bf16 on the CPU")."""
+    Bound: 0.88, the level the defaults reached for training seeds 0/1/2 (0.908 / 0.887 / 0.905;
+    this run is seed 0, 0.908 here); issue 16 asks 0.9 for the defaults, which seed 1 misses
+    (docs/training.md, "Where the defaults lose the last 0.01")."""
     data = _write(tmp_path)
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--threads", "1", "--no-progress",
                                   "--out", str(tmp_path / "run")])

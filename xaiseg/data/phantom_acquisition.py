@@ -48,17 +48,23 @@ class Acquisition:
 
 CLEAN = Acquisition()  # the deterministic look: white pixel noise only, no artefacts
 
+# The writer's share of 8-bit exports (at full strength): about a third of public sets' heads.
+WINDOW8_SHARE = 0.35
 
-def sample_acquisition(rng: np.random.Generator, strength: float = 1.0) -> Acquisition:
+
+def sample_acquisition(
+    rng: np.random.Generator, strength: float = 1.0, window8_share: float = WINDOW8_SHARE
+) -> Acquisition:
     """Draw one acquisition. ``strength`` in [0, 1] scales the chance and size of artefacts
-    (the training curriculum starts mild); 1 is the full randomisation."""
+    (the training curriculum starts mild); 1 is the full randomisation. ``window8_share`` is
+    the chance of an 8-bit export at full strength (scaled by ``strength`` like the others)."""
     s = float(np.clip(strength, 0.0, 1.0))
 
     def maybe(p: float) -> bool:
         return bool(rng.random() < p * s)
 
     window8 = None
-    if maybe(0.35):  # brain window mostly, sometimes a subdural-like wider one
+    if maybe(window8_share):  # brain window mostly, sometimes a subdural-like wider one
         window8 = (float(rng.uniform(30.0, 50.0)), float(rng.choice([rng.uniform(80.0, 140.0), rng.uniform(140.0, 220.0)])))
     return Acquisition(
         fov_mm=float(rng.uniform(200.0, 290.0)) if maybe(0.8) else FOV_MM,

@@ -22,6 +22,11 @@ from ..errors import DataError
 from .curriculum import Curriculum
 from .ddp import shard_size
 
+# The stream draws 8-bit exports more often than the writer (0.35): a clipped skull as bright as
+# blood is what the defaults missed most on the selection draw (docs/training.md, w8 runs).
+STREAM_WINDOW8_SHARE = 0.6
+
+
 def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
 
@@ -38,6 +43,7 @@ def render_phantom_sample(
     lesion_scale: float,
     realism: float = 1.0,
     randomise: bool = True,
+    window8_share: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One fresh phantom slice -> (windowed image, labels), drawn the way the phantom writer
     builds its volumes: a new head and, with ``randomise``, a new randomised acquisition
@@ -50,9 +56,11 @@ def render_phantom_sample(
     ``realism`` < 1 (the curriculum's early phase) makes it easier: positive slices pass closer
     to a lesion's middle (within ``0.35 + 0.65 * realism`` of its half-height), negative ones
     avoid the skull base and vertex (``z`` in ``[0.1, 0.9]`` at realism 0) and the acquisition's
-    artefacts are milder (strength ``0.25 + 0.75 * realism``).
+    artefacts are milder (strength ``0.25 + 0.75 * realism``). ``window8_share`` is the chance
+    of an 8-bit export (None: the writer's, so a validation set looks like a written phantom).
     """
     from ..data.phantom import render, sample_acquisition, sample_head
+    from ..data.phantom_acquisition import WINDOW8_SHARE
     from ..data.phantom_lesions import draw_lesions
 
     head = sample_head(rng)
@@ -65,7 +73,8 @@ def render_phantom_sample(
     else:
         margin = 0.1 * (1.0 - realism)
         z = float(rng.uniform(margin, 1.0 - margin))
-    acq = sample_acquisition(rng, 0.25 + 0.75 * realism) if randomise else None
+    share = WINDOW8_SHARE if window8_share is None else window8_share
+    acq = sample_acquisition(rng, 0.25 + 0.75 * realism, share) if randomise else None
     sl = render(head, lesions, z, rng, size=render_size, acquisition=acq)
     image = preprocessor(sl.hu)[0]
     return np.asarray(image, dtype=np.float32), np.asarray(sl.labels, dtype=np.float32)
@@ -112,7 +121,7 @@ class PhantomStream(IterableDataset):
         else:  # rank + 1: numpy's seed sequences ignore a trailing 0, which would merge two keys
             rng, n = _rng(self.seed, 1, step, w.size, w.rank + 1), shard_size(self.batch_size, w)
         xs, ys = zip(*(render_phantom_sample(rng, self.preprocessor, self.render_size, self.prevalence, scale, realism,
-                                                 self.randomise)
+                                                 self.randomise, STREAM_WINDOW8_SHARE)
                        for _ in range(n)))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
