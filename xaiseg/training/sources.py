@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from ..data.phantom_acquisition import WINDOW8_SHARE
 from ..distributed import World
 from ..errors import DataError
 from .curriculum import Curriculum
@@ -43,7 +44,7 @@ def render_phantom_sample(
     lesion_scale: float,
     realism: float = 1.0,
     randomise: bool = True,
-    window8_share: float | None = None,
+    window8_share: float = WINDOW8_SHARE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One fresh phantom slice -> (windowed image, labels), drawn the way the phantom writer
     builds its volumes: a new head and, with ``randomise``, a new randomised acquisition
@@ -57,10 +58,9 @@ def render_phantom_sample(
     to a lesion's middle (within ``0.35 + 0.65 * realism`` of its half-height), negative ones
     avoid the skull base and vertex (``z`` in ``[0.1, 0.9]`` at realism 0) and the acquisition's
     artefacts are milder (strength ``0.25 + 0.75 * realism``). ``window8_share`` is the chance
-    of an 8-bit export (None: the writer's, so a validation set looks like a written phantom).
+    of an 8-bit export (by default the writer's, so a validation set looks like a written phantom).
     """
     from ..data.phantom import render, sample_acquisition, sample_head
-    from ..data.phantom_acquisition import WINDOW8_SHARE
     from ..data.phantom_lesions import draw_lesions
 
     head = sample_head(rng)
@@ -73,8 +73,7 @@ def render_phantom_sample(
     else:
         margin = 0.1 * (1.0 - realism)
         z = float(rng.uniform(margin, 1.0 - margin))
-    share = WINDOW8_SHARE if window8_share is None else window8_share
-    acq = sample_acquisition(rng, 0.25 + 0.75 * realism, share) if randomise else None
+    acq = sample_acquisition(rng, 0.25 + 0.75 * realism, window8_share) if randomise else None
     sl = render(head, lesions, z, rng, size=render_size, acquisition=acq)
     image = preprocessor(sl.hu)[0]
     return np.asarray(image, dtype=np.float32), np.asarray(sl.labels, dtype=np.float32)
